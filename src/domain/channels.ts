@@ -74,9 +74,13 @@ export function validateRecipient(channel: Channel, to: string, field = 'to'): s
   switch (ADDRESS_KIND[channel]) {
     case 'phone':
       if (!isValidE164(to)) {
-        throw new ValidationError('invalid_phone_number', `'${truncate(to)}' is not a valid E.164 phone number (e.g. +14155550123)`, {
-          field,
-        });
+        throw new ValidationError(
+          'invalid_phone_number',
+          `'${truncate(to)}' is not a valid E.164 phone number (e.g. +14155550123)`,
+          {
+            field,
+          },
+        );
       }
       return to;
     case 'email': {
@@ -88,15 +92,23 @@ export function validateRecipient(channel: Channel, to: string, field = 'to'): s
     }
     case 'push':
       if (!/^(https:\/\/\S{8,2000}|[A-Za-z0-9:_\-.]{8,4096})$/.test(to)) {
-        throw new ValidationError('invalid_recipient', 'push recipient must be a Web Push endpoint URL (https) or a device token', {
-          field,
-        });
+        throw new ValidationError(
+          'invalid_recipient',
+          'push recipient must be a Web Push endpoint URL (https) or a device token',
+          {
+            field,
+          },
+        );
       }
       return to;
     case 'chat':
     case 'postal':
       if (to.trim().length === 0 || to.length > 1000) {
-        throw new ValidationError('invalid_recipient', `recipient for channel '${channel}' must be a non-empty string`, { field });
+        throw new ValidationError(
+          'invalid_recipient',
+          `recipient for channel '${channel}' must be a non-empty string`,
+          { field },
+        );
       }
       return to;
   }
@@ -105,9 +117,13 @@ export function validateRecipient(channel: Channel, to: string, field = 'to'): s
 export function validateBodyLength(channel: Channel, body: string, field = 'body'): void {
   const max = MAX_BODY_LENGTH[channel];
   if (body.length > max) {
-    throw new ValidationError('body_too_long', `body is ${body.length} characters; channel '${channel}' allows at most ${max}`, {
-      field,
-    });
+    throw new ValidationError(
+      'body_too_long',
+      `body is ${body.length} characters; channel '${channel}' allows at most ${max}`,
+      {
+        field,
+      },
+    );
   }
   if (body.length === 0) {
     throw new ValidationError('body_empty', 'body must not be empty', { field });

@@ -24,7 +24,12 @@ export const STATUSES = [
 export type MessageStatus = (typeof STATUSES)[number];
 
 /** Outbound statuses from which nothing further can happen. */
-export const TERMINAL_STATUSES: ReadonlySet<MessageStatus> = new Set(['failed', 'undelivered', 'canceled', 'suppressed']);
+export const TERMINAL_STATUSES: ReadonlySet<MessageStatus> = new Set([
+  'failed',
+  'undelivered',
+  'canceled',
+  'suppressed',
+]);
 
 const RANK: Record<MessageStatus, number> = {
   scheduled: 0,
@@ -67,7 +72,12 @@ export interface MessageError {
 
 export type StatusEvent =
   /** A carrier (or the carrier's synchronous answer) reports a status. */
-  | { kind: 'report'; status: 'sent' | 'delivered' | 'read' | 'undelivered' | 'failed'; error?: MessageError; detail?: Record<string, unknown> }
+  | {
+      kind: 'report';
+      status: 'sent' | 'delivered' | 'read' | 'undelivered' | 'failed';
+      error?: MessageError;
+      detail?: Record<string, unknown>;
+    }
   /** The pipeline gives up on the message (permanent error or attempts exhausted). */
   | { kind: 'fail'; error: MessageError; detail?: Record<string, unknown> }
   | { kind: 'retry'; error: MessageError; detail?: Record<string, unknown> }
@@ -95,11 +105,21 @@ export function applyStatusEvent(current: MessageStatus, event: StatusEvent): Tr
     }
     case 'fail': {
       const applied = current === 'sending' || current === 'queued' || current === 'scheduled';
-      return { status: applied ? 'failed' : current, applied, recorded: 'failed', ...(applied ? { error: event.error } : {}) };
+      return {
+        status: applied ? 'failed' : current,
+        applied,
+        recorded: 'failed',
+        ...(applied ? { error: event.error } : {}),
+      };
     }
     case 'retry': {
       const applied = current === 'sending';
-      return { status: applied ? 'queued' : current, applied, recorded: 'queued', ...(applied ? { error: event.error } : {}) };
+      return {
+        status: applied ? 'queued' : current,
+        applied,
+        recorded: 'queued',
+        ...(applied ? { error: event.error } : {}),
+      };
     }
     case 'cancel': {
       const applied = CANCELABLE_STATUSES.includes(current);

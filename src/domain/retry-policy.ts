@@ -14,7 +14,12 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 
  * Half of the exponential step is fixed and half is random, so retries spread out yet never come early.
  * A carrier's own `retryAfterMs` is honoured as a floor.
  */
-export function backoffDelay(policy: RetryPolicy, attempt: number, random: () => number = Math.random, retryAfterMs?: number): number {
+export function backoffDelay(
+  policy: RetryPolicy,
+  attempt: number,
+  random: () => number = Math.random,
+  retryAfterMs?: number,
+): number {
   const exp = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, attempt - 1));
   const delay = Math.round(exp / 2 + random() * (exp / 2));
   return Math.max(delay, retryAfterMs ?? 0);

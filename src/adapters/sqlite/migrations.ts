@@ -1,0 +1,147 @@
+/**
+ * Schema migrations, written with Kysely's schema builder so one source serves SQLite and PostgreSQL.
+ * Timestamps are integers (milliseconds since the epoch); JSON is stored as text.
+ */
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+
+const migrations: Record<string, Migration> = {
+  '0001_core': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('organizations')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('api_keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('org_id', 'text', (c) => c.notNull().references('organizations.id'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull().unique())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('revoked_at', 'bigint')
+        .execute();
+      await db.schema
+        .createTable('senders')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('org_id', 'text', (c) => c.notNull().references('organizations.id'))
+        .addColumn('provider', 'text', (c) => c.notNull())
+        .addColumn('config', 'text', (c) => c.notNull())
+        .addColumn('channels', 'text', (c) => c.notNull())
+        .addColumn('from_address', 'text')
+        .addColumn('priority', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('messages')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('org_id', 'text', (c) => c.notNull())
+        .addColumn('direction', 'text', (c) => c.notNull())
+        .addColumn('channel', 'text', (c) => c.notNull())
+        .addColumn('recipient', 'text', (c) => c.notNull())
+        .addColumn('from_address', 'text')
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('body', 'text')
+        .addColumn('subject', 'text')
+        .addColumn('template_id', 'text')
+        .addColumn('metadata', 'text')
+        .addColumn('sender_id', 'text')
+        .addColumn('provider', 'text')
+        .addColumn('provider_message_id', 'text')
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('send_at', 'bigint')
+        .addColumn('priority', 'integer', (c) => c.notNull().defaultTo(1))
+        .addColumn('lease_until', 'bigint')
+        .addColumn('error_code', 'text')
+        .addColumn('error_class', 'text')
+        .addColumn('error_message', 'text')
+        .addColumn('cost', 'real')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('messages_org_id').on('messages').columns(['org_id', 'id']).execute();
+      await db.schema.createIndex('messages_org_status').on('messages').columns(['org_id', 'status', 'id']).execute();
+      await db.schema
+        .createIndex('messages_provider_id')
+        .on('messages')
+        .columns(['sender_id', 'provider_message_id'])
+        .where(sql.ref('provider_message_id'), 'is not', null)
+        .execute();
+      await db.schema
+        .createTable('message_history')
+        .addColumn('message_id', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('applied', 'integer', (c) => c.notNull())
+        .addColumn('detail', 'text')
+        .execute();
+      await db.schema
+        .createIndex('message_history_message')
+        .on('message_history')
+        .columns(['message_id', 'at'])
+        .execute();
+      await db.schema
+        .createTable('jobs')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('queue', 'text', (c) => c.notNull())
+        .addColumn('priority', 'integer', (c) => c.notNull())
+        .addColumn('run_at', 'bigint', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('org_id', 'text')
+        .addColumn('payload', 'text', (c) => c.notNull())
+        .addColumn('last_error', 'text')
+        .execute();
+      await db.schema.createIndex('jobs_due').on('jobs').columns(['queue', 'priority', 'run_at']).execute();
+      await db.schema
+        .createTable('dead_letters')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('job_id', 'text', (c) => c.notNull())
+        .addColumn('org_id', 'text')
+        .addColumn('queue', 'text', (c) => c.notNull())
+        .addColumn('payload', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull())
+        .addColumn('error', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('dead_letters_org').on('dead_letters').columns(['org_id', 'id']).execute();
+      await db.schema
+        .createTable('idempotency_keys')
+        .addColumn('org_id', 'text', (c) => c.notNull())
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('request_hash', 'text', (c) => c.notNull())
+        .addColumn('response', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('idempotency_keys_pk', ['org_id', 'key'])
+        .execute();
+      await db.schema
+        .createTable('templates')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('org_id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('content', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('carrier_events')
+        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('sender_id', 'text', (c) => c.notNull())
+        .addColumn('org_id', 'text', (c) => c.notNull())
+        .addColumn('event_key', 'text', (c) => c.notNull())
+        .addColumn('payload', 'text', (c) => c.notNull())
+        .addColumn('received_at', 'bigint', (c) => c.notNull())
+        .addUniqueConstraint('carrier_events_key', ['sender_id', 'event_key'])
+        .execute();
+    },
+  },
+};
+
+const provider: MigrationProvider = { getMigrations: async () => migrations };
+
+/** Brings the schema up to date; throws with the failing migration's error. */
+export async function migrateToLatest(db: Kysely<unknown>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) throw error instanceof Error ? error : new Error(String(error));
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -1,0 +1,74 @@
+/** `omni start | api | worker | migrate` — the product's command line. */
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { openSqlite } from '../adapters/sqlite/database.ts';
+import { migrateToLatest } from '../adapters/sqlite/migrations.ts';
+import { loadConfig } from './config.ts';
+import { type Mode, startRuntime } from './runtime.ts';
+
+const USAGE = `usage: omni <command>
+  start     API, workers and the sandbox carrier in one process (embedded SQLite)
+  api       the HTTP API only
+  worker    the workers only
+  migrate   bring the database schema up to date and exit`;
+
+async function main(argv: string[]): Promise<number> {
+  const command = argv[0] ?? 'start';
+  const config = loadConfig();
+  if (command === 'migrate') {
+    mkdirSync(config.dataDir, { recursive: true });
+    const h = openSqlite(join(config.dataDir, 'omni.db'));
+    const applied = await migrateToLatest(h.kysely);
+    h.close();
+    console.log(applied.length ? `applied: ${applied.join(', ')}` : 'schema is up to date');
+    return 0;
+  }
+  if (command !== 'start' && command !== 'api' && command !== 'worker') {
+    console.error(USAGE);
+    return 2;
+  }
+  const runtime = await startRuntime(config, command === 'start' ? 'all' : (command as Mode));
+  if (runtime.bootstrap.generatedApiKey) {
+    console.log(
+      [
+        '',
+        '  Omnichannel is set up. Your admin API key (shown once, store it now):',
+        '',
+        `    ${runtime.bootstrap.generatedApiKey}`,
+        '',
+      ].join('\n'),
+    );
+  }
+  if (runtime.url) {
+    console.log(`  Omnichannel ${command} listening on ${config.publicUrl}  (API docs: ${config.publicUrl}/docs)`);
+  } else {
+    console.log(`  Omnichannel ${command} running`);
+  }
+  let signals = 0;
+  const shutdown = (signal: string) => {
+    signals++;
+    if (signals > 1) process.exit(1);
+    console.log(`  ${signal}: finishing work in flight, then exiting`);
+    runtime.stop().then(
+      () => process.exit(0),
+      (err) => {
+        console.error(err);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  return -1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (err) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,53 @@
+/** Settings, read once from the environment at start; nothing else reads `process.env`. */
+import { resolve } from 'node:path';
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  publicUrl: string;
+  bootstrapApiKey: string | undefined;
+  logLevel: string;
+  sqliteSynchronous: 'NORMAL' | 'FULL';
+  sandboxDelayMs: number;
+  sandboxUrl: string | undefined;
+  workers: { sendConcurrency: number; batchSize: number; leaseMs: number; pollMs: number };
+  retry: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number };
+}
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min} (got '${raw}')`);
+  return n;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const port = int(env, 'OMNI_PORT', 3000);
+  const host = env.OMNI_HOST ?? '0.0.0.0';
+  const sync = (env.OMNI_SQLITE_SYNCHRONOUS ?? 'NORMAL').toUpperCase();
+  if (sync !== 'NORMAL' && sync !== 'FULL') throw new Error('OMNI_SQLITE_SYNCHRONOUS must be NORMAL or FULL');
+  return {
+    port,
+    host,
+    dataDir: resolve(env.OMNI_DATA_DIR ?? './data'),
+    publicUrl: (env.OMNI_PUBLIC_URL ?? `http://127.0.0.1:${port}`).replace(/\/$/, ''),
+    bootstrapApiKey: env.OMNI_BOOTSTRAP_API_KEY || undefined,
+    logLevel: env.OMNI_LOG_LEVEL ?? 'info',
+    sqliteSynchronous: sync,
+    sandboxDelayMs: int(env, 'OMNI_SANDBOX_DELAY_MS', 1000),
+    sandboxUrl: env.OMNI_SANDBOX_URL || undefined,
+    workers: {
+      sendConcurrency: int(env, 'OMNI_SEND_CONCURRENCY', 4, 1),
+      batchSize: int(env, 'OMNI_SEND_BATCH', 500, 1),
+      leaseMs: int(env, 'OMNI_LEASE_MS', 30_000, 1000),
+      pollMs: int(env, 'OMNI_POLL_MS', 250, 1),
+    },
+    retry: {
+      maxAttempts: int(env, 'OMNI_MAX_ATTEMPTS', 5, 1),
+      baseDelayMs: int(env, 'OMNI_RETRY_BASE_MS', 2000, 1),
+      maxDelayMs: int(env, 'OMNI_RETRY_MAX_MS', 15 * 60_000, 1),
+    },
+  };
+}

@@ -1,0 +1,159 @@
+/**
+ * The composition root: the only place that chooses adapters. `mode` picks what this process runs:
+ * `all` (API, workers and the sandbox carrier: the embedded default), `api` or `worker`.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
+import { createSandboxCarrier } from '../adapters/carriers/sandbox-carrier.ts';
+import { systemClock } from '../adapters/clock/system-clock.ts';
+import { createPrometheus } from '../adapters/metrics/prometheus.ts';
+import { openSqlite } from '../adapters/sqlite/database.ts';
+import { migrateToLatest } from '../adapters/sqlite/migrations.ts';
+import { SqliteJobQueue } from '../adapters/sqlite/sqlite-job-queue.ts';
+import { SqliteStore } from '../adapters/sqlite/sqlite-store.ts';
+import { buildApp } from '../http/app.ts';
+import type { Clock } from '../ports/clock.ts';
+import { SandboxServer } from '../sandbox/sandbox-server.ts';
+import { AcceptMessages, SEND_QUEUE } from '../services/accept-messages.ts';
+import { ApiKeyAuth } from '../services/auth.ts';
+import { type BootstrapResult, bootstrap } from '../services/bootstrap.ts';
+import { CARRIER_EVENTS_QUEUE, CarrierEvents } from '../services/carrier-events.ts';
+import { CarrierRegistry } from '../services/carrier-registry.ts';
+import { DispatchMessages } from '../services/dispatch-messages.ts';
+import { MessageCommands } from '../services/message-commands.ts';
+import { MessageQueries } from '../services/message-queries.ts';
+import { Templates } from '../services/templates.ts';
+import { WorkerLoop } from '../workers/worker-loop.ts';
+import type { Config } from './config.ts';
+
+export type Mode = 'all' | 'api' | 'worker';
+
+export interface Runtime {
+  /** Base URL the API listens on (when this process serves HTTP). */
+  url: string | null;
+  bootstrap: BootstrapResult;
+  stop(): Promise<void>;
+}
+
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export async function startRuntime(config: Config, mode: Mode = 'all', clock: Clock = systemClock): Promise<Runtime> {
+  const logger = pino({ level: config.logLevel });
+  mkdirSync(config.dataDir, { recursive: true });
+  const handle = openSqlite(join(config.dataDir, 'omni.db'), { synchronous: config.sqliteSynchronous });
+  await migrateToLatest(handle.kysely);
+  const store = new SqliteStore(handle);
+  const queue = new SqliteJobQueue(handle, () => clock.now());
+  const boot = await bootstrap(store, clock, config.bootstrapApiKey ? { apiKey: config.bootstrapApiKey } : {});
+
+  const prometheus = createPrometheus({ queueDepth: () => queue.depth(), byStatus: () => store.countByStatus() });
+  const metrics = prometheus.pipeline;
+  // With OMNI_PORT=0 (tests) the real port is known only after listen; URLs are resolved when first used.
+  let publicUrl = config.publicUrl;
+  const sandboxUrl = () => config.sandboxUrl ?? publicUrl;
+  const registry = new CarrierRegistry(
+    store,
+    {
+      sandbox: (sender, ctx) =>
+        createSandboxCarrier({ ...sender, config: { baseUrl: sandboxUrl(), ...sender.config } }, ctx),
+    },
+    (sender) => `${publicUrl}/webhooks/${sender.provider}/${sender.id}`,
+  );
+  const templates = new Templates(store, clock);
+  const accept = new AcceptMessages(store, templates, clock, metrics);
+  const carrierEvents = new CarrierEvents(store, queue, registry, clock, metrics);
+
+  const loops: WorkerLoop[] = [];
+  const runsWorkers = mode === 'all' || mode === 'worker';
+  const servesHttp = mode === 'all' || mode === 'api';
+  if (runsWorkers) {
+    const dispatch = new DispatchMessages(store, queue, registry, clock, metrics, {
+      batchSize: config.workers.batchSize,
+      leaseMs: config.workers.leaseMs,
+      retry: config.retry,
+    });
+    const onError = (name: string) => (err: unknown) => logger.error({ err }, `${name} worker failed; retrying`);
+    const send = new WorkerLoop(() => dispatch.runOnce(), {
+      name: 'send',
+      concurrency: config.workers.sendConcurrency,
+      pollMs: config.workers.pollMs,
+      onError: onError('send'),
+    });
+    const events = new WorkerLoop(() => carrierEvents.runOnce(), {
+      name: 'events',
+      concurrency: 1,
+      pollMs: config.workers.pollMs,
+      onError: onError('events'),
+    });
+    queue.onEnqueue((q) => {
+      if (q === SEND_QUEUE) send.wake();
+      else if (q === CARRIER_EVENTS_QUEUE) events.wake();
+      else {
+        send.wake();
+        events.wake();
+      }
+    });
+    loops.push(send, events);
+  }
+
+  let sandbox: SandboxServer | undefined;
+  let app: Awaited<ReturnType<typeof buildApp>> | undefined;
+  let url: string | null = null;
+  if (servesHttp) {
+    if (mode === 'all')
+      sandbox = new SandboxServer({
+        dbPath: join(config.dataDir, 'sandbox.db'),
+        delayMs: config.sandboxDelayMs,
+        logger,
+      });
+    app = await buildApp({
+      version: packageVersion(),
+      accept,
+      queries: new MessageQueries(store, queue),
+      commands: new MessageCommands(store, clock, metrics),
+      templates,
+      auth: new ApiKeyAuth(store),
+      carrierEvents,
+      now: () => clock.now(),
+      logger,
+      onRequestDone: prometheus.observeRequest,
+      readiness: async () => ({
+        database: await store.ping().catch(() => false),
+        ...(runsWorkers ? { workers: loops.every((l) => l.isRunning) } : {}),
+      }),
+      metrics: async () => ({
+        contentType: prometheus.registry.contentType,
+        body: await prometheus.registry.metrics(),
+      }),
+      ...(sandbox ? { extraRoutes: (a) => sandbox?.registerRoutes(a) } : {}),
+    });
+    await app.listen({ port: config.port, host: config.host });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    url = `http://127.0.0.1:${port}`;
+    if (config.port === 0) publicUrl = url;
+  }
+  sandbox?.start();
+  for (const l of loops) l.start();
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    bootstrap: boot,
+    stop() {
+      stopping ??= (async () => {
+        await app?.close();
+        await Promise.all(loops.map((l) => l.stop()));
+        await sandbox?.stop();
+        sandbox?.close();
+        await registry.close();
+        await store.close();
+      })();
+      return stopping;
+    },
+  };
+}

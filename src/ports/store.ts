@@ -1,0 +1,164 @@
+/**
+ * The store port: coarse, batch-shaped, atomic commands the services need. Each method is one transaction.
+ * Adapters: SQLite (embedded); PostgreSQL arrives with the scale-out work behind the same contract.
+ */
+import type { Channel } from '../domain/channels.ts';
+import type { MessageError, MessageStatus, StatusEvent } from '../domain/message-status.ts';
+import type { CarrierEvent, SenderRecord } from './carrier.ts';
+import type { NewJob } from './queue.ts';
+
+export type Direction = 'outbound' | 'inbound';
+
+export interface MessageRecord {
+  id: string;
+  orgId: string;
+  direction: Direction;
+  channel: Channel;
+  to: string;
+  from: string | null;
+  status: MessageStatus;
+  body: string | null;
+  subject: string | null;
+  templateId: string | null;
+  metadata: Record<string, unknown> | null;
+  senderId: string | null;
+  provider: string | null;
+  providerMessageId: string | null;
+  attempts: number;
+  sendAt: number | null;
+  priority: number;
+  error: MessageError | null;
+  cost: number | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface HistoryEntry {
+  status: MessageStatus;
+  at: number;
+  applied: boolean;
+  detail: Record<string, unknown> | null;
+}
+
+export interface NewMessage {
+  id: string;
+  orgId: string;
+  channel: Channel;
+  to: string;
+  from: string | null;
+  body: string | null;
+  subject: string | null;
+  templateId: string | null;
+  metadata: Record<string, unknown> | null;
+  sendAt: number | null;
+  priority: number;
+  createdAt: number;
+  /** Set when the request carried an Idempotency-Key. */
+  idempotency?: { key: string; requestHash: string; response: string };
+}
+
+export type AcceptOutcome = { ok: true } | { ok: false; reason: 'idempotency_key_taken' };
+
+export interface MessageFilter {
+  status?: MessageStatus;
+  channel?: Channel;
+  direction?: Direction;
+  createdFrom?: number;
+  createdTo?: number;
+  /** Return messages with ids lower than this (newest first). */
+  before?: string;
+  limit: number;
+}
+
+export type SendOutcome =
+  | {
+      messageId: string;
+      kind: 'sent';
+      senderId: string;
+      provider: string;
+      from: string | null;
+      providerMessageId: string;
+      cost: number | null;
+      at: number;
+    }
+  | { messageId: string; kind: 'retry'; error: MessageError; at: number; retryAt: number }
+  | { messageId: string; kind: 'fail'; error: MessageError; at: number; senderId?: string; provider?: string };
+
+export interface StoredCarrierEvent {
+  id: number;
+  senderId: string;
+  orgId: string;
+  event: CarrierEvent;
+}
+
+export interface CarrierEventResult {
+  /** Events whose message could not be found (yet). */
+  unmatched: number[];
+  /** Status changes applied, for metrics. */
+  applied: { messageId: string; status: MessageStatus }[];
+  inbound: string[];
+}
+
+export interface Template {
+  id: string;
+  orgId: string;
+  name: string;
+  /** Per-channel content: `{ sms: { body }, email: { subject, body } }`. */
+  content: Partial<Record<Channel, { body: string; subject?: string }>>;
+  createdAt: number;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  orgId: string;
+  name: string;
+}
+
+export interface MessageStore {
+  /** Inserts messages, their first history entries and their send jobs, in one transaction. */
+  acceptMessages(messages: readonly NewMessage[], jobs: readonly NewJob[]): Promise<AcceptOutcome[]>;
+  findIdempotentResponse(orgId: string, key: string): Promise<{ requestHash: string; response: string } | undefined>;
+  getMessage(orgId: string, id: string): Promise<MessageRecord | undefined>;
+  getHistory(messageId: string): Promise<HistoryEntry[]>;
+  listMessages(orgId: string, filter: MessageFilter): Promise<MessageRecord[]>;
+  /**
+   * Moves each listed message that is queued/scheduled (or stuck in `sending` with an expired lease, after a
+   * crash) to `sending`, counting an attempt. Returns the claimed messages; others are skipped.
+   */
+  claimForSending(ids: readonly string[], now: number, leaseUntil: number): Promise<MessageRecord[]>;
+  recordSendOutcomes(outcomes: readonly SendOutcome[]): Promise<void>;
+  /** Applies a pipeline command (cancel, suppress, fail) to one message. */
+  applyCommand(
+    orgId: string,
+    id: string,
+    event: StatusEvent,
+    at: number,
+  ): Promise<{ applied: boolean; status: MessageStatus } | undefined>;
+  /** Stores carrier events (deduplicated per sender by event key) with a job to process them. Returns new ids. */
+  storeCarrierEvents(
+    sender: SenderRecord,
+    events: readonly CarrierEvent[],
+    job: (ids: number[]) => NewJob,
+  ): Promise<number[]>;
+  loadCarrierEvents(ids: readonly number[]): Promise<StoredCarrierEvent[]>;
+  /** Applies status events to their messages and stores inbound messages, in one transaction. */
+  applyCarrierEvents(
+    events: readonly StoredCarrierEvent[],
+    now: number,
+    newInboundId: () => string,
+  ): Promise<CarrierEventResult>;
+  createTemplate(template: Template): Promise<void>;
+  getTemplate(orgId: string, id: string): Promise<Template | undefined>;
+  findApiKeyByHash(hash: string): Promise<ApiKeyRecord | undefined>;
+  createOrganization(org: { id: string; name: string; createdAt: number }): Promise<void>;
+  createApiKey(key: { id: string; orgId: string; name: string; hash: string; createdAt: number }): Promise<void>;
+  countOrganizations(): Promise<number>;
+  firstOrganizationId(): Promise<string | undefined>;
+  createSender(sender: SenderRecord, createdAt: number): Promise<void>;
+  listSenders(orgId: string): Promise<SenderRecord[]>;
+  getSender(id: string): Promise<SenderRecord | undefined>;
+  countByStatus(): Promise<Record<string, number>>;
+  /** True when the database answers. */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}

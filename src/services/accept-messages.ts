@@ -1,0 +1,195 @@
+/**
+ * Accepting messages: validate, render templates, and persist each message with its first history entry and its
+ * send job in one transaction. Single requests are group-committed; a batch is one transaction.
+ * Idempotency-Key: the first response is stored with the message; a repeat with the same body gets it again,
+ * with another body a 409.
+ */
+import { createHash } from 'node:crypto';
+import type { Channel } from '../domain/channels.ts';
+import { ConflictError, DomainError, NotFoundError, ValidationError } from '../domain/errors.ts';
+import { newId } from '../domain/ids.ts';
+import type { Clock } from '../ports/clock.ts';
+import type { PipelineMetrics } from '../ports/metrics.ts';
+import { type NewJob, PRIORITY_VALUE } from '../ports/queue.ts';
+import type { MessageStore, NewMessage } from '../ports/store.ts';
+import { GroupCommitter } from './group-commit.ts';
+import { checkMessageInput, type MessageInput, MessageInputSchema } from './message-input.ts';
+import type { Templates } from './templates.ts';
+import { compileChecker } from './validation.ts';
+
+export const SEND_QUEUE = 'send';
+export const MAX_BATCH = 10_000;
+
+export interface Accepted {
+  id: string;
+  status: 'queued' | 'scheduled';
+}
+
+export type BatchItem = Accepted | { error: { code: string; message: string; field?: string } };
+
+const itemChecker = compileChecker<MessageInput>(MessageInputSchema);
+
+export function sendJob(m: NewMessage): NewJob {
+  return {
+    id: `send:${m.id}`,
+    queue: SEND_QUEUE,
+    payload: m.id,
+    orgId: m.orgId,
+    priority: m.priority,
+    runAt: m.sendAt ?? m.createdAt,
+  };
+}
+
+export class AcceptMessages {
+  private readonly group: GroupCommitter<NewMessage, boolean>;
+  private readonly inflightKeys = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly store: MessageStore,
+    private readonly templates: Templates,
+    private readonly clock: Clock,
+    private readonly metrics: PipelineMetrics,
+  ) {
+    this.group = new GroupCommitter<NewMessage, boolean>(async (ms) => {
+      const outcomes = await this.store.acceptMessages(ms, ms.map(sendJob));
+      return outcomes.map((o) => o.ok);
+    });
+  }
+
+  /** One message (already schema-checked by the caller). */
+  async acceptOne(orgId: string, input: MessageInput, idempotencyKey?: string): Promise<Accepted> {
+    if (idempotencyKey === undefined) {
+      const m = await this.build(orgId, input);
+      await this.group.submit(m);
+      this.metrics.messagesAccepted(m.channel, 1);
+      return { id: m.id, status: m.sendAt !== null ? 'scheduled' : 'queued' };
+    }
+    const slot = `${orgId}\u0000${idempotencyKey}`;
+    // Concurrent requests with one key are answered one after the other.
+    while (this.inflightKeys.has(slot)) await this.inflightKeys.get(slot)?.catch(() => undefined);
+    const work = this.acceptIdempotent(orgId, input, idempotencyKey);
+    this.inflightKeys.set(slot, work);
+    try {
+      return await work;
+    } finally {
+      this.inflightKeys.delete(slot);
+    }
+  }
+
+  private async acceptIdempotent(orgId: string, input: MessageInput, key: string): Promise<Accepted> {
+    const requestHash = hashRequest(input);
+    const replay = async (): Promise<Accepted | undefined> => {
+      const stored = await this.store.findIdempotentResponse(orgId, key);
+      if (!stored) return undefined;
+      if (stored.requestHash !== requestHash) {
+        throw new ConflictError(
+          'idempotency_key_reused',
+          'this Idempotency-Key was used with a different request body',
+          {
+            field: 'Idempotency-Key',
+          },
+        );
+      }
+      return JSON.parse(stored.response) as Accepted;
+    };
+    const earlier = await replay();
+    if (earlier) return earlier;
+    const m = await this.build(orgId, input);
+    const response: Accepted = { id: m.id, status: m.sendAt !== null ? 'scheduled' : 'queued' };
+    m.idempotency = { key, requestHash, response: JSON.stringify(response) };
+    const outcome = await this.group.submit(m);
+    if (!outcome) {
+      // Another process took the key between our read and our write.
+      const other = await replay();
+      if (other) return other;
+    }
+    this.metrics.messagesAccepted(m.channel, 1);
+    return response;
+  }
+
+  /** A batch: each item validated on its own; the valid ones are stored in one transaction. */
+  async acceptBatch(orgId: string, items: readonly unknown[]): Promise<BatchItem[]> {
+    const results: BatchItem[] = new Array(items.length);
+    const valid: NewMessage[] = [];
+    const slots: number[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const prefix = `messages[${i}]`;
+      try {
+        const input = itemChecker.check(items[i], prefix);
+        const m = await this.build(orgId, input, prefix);
+        valid.push(m);
+        slots.push(i);
+      } catch (err) {
+        if (!(err instanceof DomainError) || !err.isUser) throw err;
+        results[i] = { error: { code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) } };
+      }
+    }
+    if (valid.length > 0) await this.store.acceptMessages(valid, valid.map(sendJob));
+    const perChannel = new Map<Channel, number>();
+    for (let j = 0; j < valid.length; j++) {
+      const m = valid[j] as NewMessage;
+      results[slots[j] as number] = { id: m.id, status: m.sendAt !== null ? 'scheduled' : 'queued' };
+      perChannel.set(m.channel, (perChannel.get(m.channel) ?? 0) + 1);
+    }
+    for (const [ch, n] of perChannel) this.metrics.messagesAccepted(ch, n);
+    return results;
+  }
+
+  private async build(orgId: string, input: MessageInput, prefix = ''): Promise<NewMessage> {
+    const now = this.clock.now();
+    const { to, sendAt } = checkMessageInput(input, now, prefix);
+    const channel = input.channel as Channel;
+    let body = input.body ?? null;
+    let subject = input.subject ?? null;
+    let templateId: string | null = null;
+    if (input.template) {
+      templateId = input.template.id;
+      try {
+        const r = await this.templates.render(
+          orgId,
+          input.template.id,
+          channel,
+          input.template.variables ?? {},
+          prefix,
+        );
+        body = r.body;
+        subject = subject ?? r.subject;
+      } catch (err) {
+        if (err instanceof NotFoundError) {
+          throw new ValidationError(err.code, err.message, { field: prefix ? `${prefix}.template.id` : 'template.id' });
+        }
+        throw err;
+      }
+    }
+    return {
+      id: newId('msg'),
+      orgId,
+      channel,
+      to,
+      from: input.from ?? null,
+      body,
+      subject,
+      templateId,
+      metadata: (input.metadata as Record<string, unknown> | undefined) ?? null,
+      sendAt,
+      priority: PRIORITY_VALUE[input.priority ?? 'normal'],
+      createdAt: now,
+    };
+  }
+}
+
+/** A stable hash of a request body: key order does not matter. */
+export function hashRequest(value: unknown): string {
+  return createHash('sha256').update(stableStringify(value)).digest('hex');
+}
+
+function stableStringify(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) return `[${v.map(stableStringify).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .sort()
+    .filter((k) => o[k] !== undefined)
+    .map((k) => `${JSON.stringify(k)}:${stableStringify(o[k])}`)
+    .join(',')}}`;
+}

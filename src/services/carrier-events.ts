@@ -1,0 +1,91 @@
+/**
+ * Carrier callbacks: a webhook is verified and parsed by the sender's adapter, its events stored (deduplicated)
+ * with a job, and answered at once; a worker then applies them. A status report for a message we cannot match
+ * yet (the callback overtook our own record of the send) is retried, then dead-lettered.
+ */
+import { NotFoundError } from '../domain/errors.ts';
+import { newId } from '../domain/ids.ts';
+import type { WebhookRequest } from '../ports/carrier.ts';
+import type { Clock } from '../ports/clock.ts';
+import type { PipelineMetrics } from '../ports/metrics.ts';
+import type { JobQueue, NewJob } from '../ports/queue.ts';
+import type { MessageStore } from '../ports/store.ts';
+import type { CarrierRegistry } from './carrier-registry.ts';
+
+export const CARRIER_EVENTS_QUEUE = 'carrier-events';
+const MAX_MATCH_ATTEMPTS = 8;
+
+interface Payload {
+  ids: number[];
+  attempt: number;
+}
+
+export class CarrierEvents {
+  constructor(
+    private readonly store: MessageStore,
+    private readonly queue: JobQueue,
+    private readonly registry: CarrierRegistry,
+    private readonly clock: Clock,
+    private readonly metrics: PipelineMetrics,
+  ) {}
+
+  /** Handles a webhook request; returns how many new events it stored. Throws on a bad signature or payload. */
+  async receive(provider: string, senderId: string, request: WebhookRequest): Promise<number> {
+    const sender = await this.registry.sender(senderId);
+    if (!sender || sender.provider !== provider) {
+      throw new NotFoundError('sender_not_found', `no ${provider} sender '${senderId}'`);
+    }
+    const events = this.registry.carrier(sender).parseWebhook(request);
+    if (events.length === 0) return 0;
+    this.metrics.carrierEventsReceived(provider, events.length);
+    const now = this.clock.now();
+    const ids = await this.store.storeCarrierEvents(sender, events, (ids) => this.job(sender.orgId, ids, 1, now));
+    return ids.length;
+  }
+
+  /** Applies the events of up to `limit` due jobs in one transaction; returns how many jobs it took. */
+  async runOnce(limit = 50, leaseMs = 30_000): Promise<number> {
+    const jobs = await this.queue.claim(CARRIER_EVENTS_QUEUE, limit, leaseMs);
+    if (jobs.length === 0) return 0;
+    const payloads = jobs.map((j) => JSON.parse(j.payload) as Payload);
+    const events = await this.store.loadCarrierEvents(payloads.flatMap((p) => p.ids));
+    const now = this.clock.now();
+    const result = await this.store.applyCarrierEvents(events, now, () => newId('msg'));
+    const statusCounts = new Map<string, number>();
+    for (const a of result.applied) statusCounts.set(a.status, (statusCounts.get(a.status) ?? 0) + 1);
+    for (const [s, n] of statusCounts) this.metrics.statusChanged(s, n);
+    if (result.inbound.length > 0) this.metrics.statusChanged('received', result.inbound.length);
+    if (result.unmatched.length > 0) {
+      const unmatched = new Set(result.unmatched);
+      for (let i = 0; i < jobs.length; i++) {
+        const job = jobs[i];
+        const p = payloads[i];
+        if (!job || !p) continue;
+        const left = p.ids.filter((id) => unmatched.has(id));
+        if (left.length === 0) continue;
+        if (p.attempt >= MAX_MATCH_ATTEMPTS) {
+          await this.queue.deadLetter(
+            { ...job, payload: JSON.stringify({ ids: left, attempt: p.attempt }) },
+            'no message matches these carrier events',
+          );
+        } else {
+          const delay = Math.min(60_000, 500 * 2 ** (p.attempt - 1));
+          await this.queue.enqueue([this.job(job.orgId, left, p.attempt + 1, now + delay)]);
+        }
+      }
+    }
+    await this.queue.ack(jobs.map((j) => j.id));
+    return jobs.length;
+  }
+
+  private job(orgId: string | null, ids: number[], attempt: number, runAt: number): NewJob {
+    return {
+      id: `events:${ids[0]}:${attempt}`,
+      queue: CARRIER_EVENTS_QUEUE,
+      payload: JSON.stringify({ ids, attempt } satisfies Payload),
+      orgId,
+      priority: 0,
+      runAt,
+    };
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * The shape of a message a client asks us to send (`POST /v1/messages` and each item of a batch), and the
+ * checks beyond the schema: recipient per channel, body limits, `sendAt`.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+import { CHANNELS, type Channel, validateBodyLength, validateRecipient } from '../domain/channels.ts';
+import { ValidationError } from '../domain/errors.ts';
+
+export const MessageInputSchema = Type.Object(
+  {
+    to: Type.String({ minLength: 1, maxLength: 2048, description: 'E.164 number, email address, push endpoint, ...' }),
+    channel: Type.Union(
+      CHANNELS.map((c) => Type.Literal(c)),
+      { description: 'Delivery channel' },
+    ),
+    from: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 256, description: "Sender identity; defaults to the sender's" }),
+    ),
+    body: Type.Optional(Type.String({ description: 'Text content; or give `template`' })),
+    subject: Type.Optional(Type.String({ maxLength: 998, description: 'Email subject' })),
+    template: Type.Optional(
+      Type.Object(
+        {
+          id: Type.String({ minLength: 1, maxLength: 64 }),
+          variables: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    metadata: Type.Optional(
+      Type.Record(Type.String(), Type.Unknown(), { description: 'Your data, returned as given' }),
+    ),
+    sendAt: Type.Optional(Type.String({ description: 'ISO-8601 time to send at (at most a year ahead)' })),
+    priority: Type.Optional(Type.Union([Type.Literal('high'), Type.Literal('normal'), Type.Literal('low')])),
+  },
+  { additionalProperties: false },
+);
+// Ajv reports `anyOf` for a union of literals; an enum gives a precise "unknown channel" error.
+(MessageInputSchema.properties.channel as unknown as Record<string, unknown>).enum = [...CHANNELS];
+delete (MessageInputSchema.properties.channel as unknown as Record<string, unknown>).anyOf;
+(MessageInputSchema.properties.priority as unknown as Record<string, unknown>).enum = ['high', 'normal', 'low'];
+delete (MessageInputSchema.properties.priority as unknown as Record<string, unknown>).anyOf;
+
+export type MessageInput = Static<typeof MessageInputSchema>;
+
+const MAX_SCHEDULE_AHEAD_MS = 366 * 24 * 3600_000;
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
+
+/** Semantic checks after the schema; returns the normalized recipient and the parsed send time. */
+export function checkMessageInput(
+  input: MessageInput,
+  now: number,
+  prefix = '',
+): { to: string; sendAt: number | null } {
+  const f = (name: string) => (prefix ? `${prefix}.${name}` : name);
+  const channel = input.channel as Channel;
+  const to = validateRecipient(channel, input.to, f('to'));
+  if (input.body === undefined && input.template === undefined) {
+    throw new ValidationError('missing_content', "give either 'body' or 'template'", { field: f('body') });
+  }
+  if (input.body !== undefined && input.template !== undefined) {
+    throw new ValidationError('conflicting_content', "give either 'body' or 'template', not both", {
+      field: f('template'),
+    });
+  }
+  if (input.body !== undefined) validateBodyLength(channel, input.body, f('body'));
+  let sendAt: number | null = null;
+  if (input.sendAt !== undefined) {
+    const t = ISO_DATE.test(input.sendAt) ? Date.parse(input.sendAt) : Number.NaN;
+    if (Number.isNaN(t)) {
+      throw new ValidationError(
+        'invalid_send_at',
+        "'sendAt' must be an ISO-8601 date-time with a zone, e.g. 2026-12-01T09:00:00Z",
+        {
+          field: f('sendAt'),
+        },
+      );
+    }
+    if (t > now + MAX_SCHEDULE_AHEAD_MS) {
+      throw new ValidationError('invalid_send_at', "'sendAt' may be at most one year ahead", { field: f('sendAt') });
+    }
+    sendAt = t > now ? t : null;
+  }
+  return { to, sendAt };
+}
