@@ -4,6 +4,7 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { createSandboxCarrier } from '../adapters/carriers/sandbox-carrier.ts';
 import { systemClock } from '../adapters/clock/system-clock.ts';
@@ -33,6 +34,8 @@ export interface Runtime {
   /** Base URL the API listens on (when this process serves HTTP). */
   url: string | null;
   bootstrap: BootstrapResult;
+  /** The HTTP app (for in-process requests with `inject`), when this process serves HTTP. */
+  app: FastifyInstance | undefined;
   stop(): Promise<void>;
 }
 
@@ -144,12 +147,13 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
   return {
     url,
     bootstrap: boot,
+    app,
     stop() {
       stopping ??= (async () => {
         await app?.close();
         await Promise.all(loops.map((l) => l.stop()));
         await sandbox?.stop();
-        sandbox?.close();
+        await sandbox?.close();
         await registry.close();
         await store.close();
       })();

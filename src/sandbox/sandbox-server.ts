@@ -391,7 +391,7 @@ export class SandboxServer {
       let priorAccepts: number;
       if (classified === 'unavailable_once') {
         const row = upsertAttempt.get(reference, 0) as { count: number; accepted: number };
-        if (row.count === 0) {
+        if (row.count === 1) {
           rejected++;
           results[i] = { reference, error: UNAVAILABLE_ERROR };
           continue;
@@ -524,6 +524,7 @@ export class SandboxServer {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     const queued = this.queue.splice(0).flatMap((g) => g.rows.map((r) => r.id));
     if (queued.length > 0 && !this.closed) this.stmts.release.run(this.clock.now(), JSON.stringify(queued));
+    if (this.running) return; // restarted meanwhile: keep the agent
     const agent = this.agent;
     this.agent = undefined;
     await agent?.close();
