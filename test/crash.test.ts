@@ -68,7 +68,12 @@ const DESTINATIONS = [
 ] as const;
 
 /** Submits batches until killed; returns the ids the API acknowledged, with the status each must end in. */
-async function submitWhileRunning(port: number, batches: number, size: number, expected: Map<string, string>): Promise<void> {
+async function submitWhileRunning(
+  port: number,
+  batches: number,
+  size: number,
+  expected: Map<string, string>,
+): Promise<void> {
   const post = async (b: number) => {
     const messages = Array.from({ length: size }, (_, i) => {
       const [to] = DESTINATIONS[(b * size + i) % DESTINATIONS.length] as (typeof DESTINATIONS)[number];
@@ -97,9 +102,12 @@ async function allStatuses(port: number): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   let cursor: string | null = null;
   do {
-    const res = await fetch(`http://127.0.0.1:${port}/v1/messages?direction=outbound&limit=500${cursor ? `&cursor=${cursor}` : ''}`, {
-      headers: { authorization: `Bearer ${KEY}` },
-    });
+    const res = await fetch(
+      `http://127.0.0.1:${port}/v1/messages?direction=outbound&limit=500${cursor ? `&cursor=${cursor}` : ''}`,
+      {
+        headers: { authorization: `Bearer ${KEY}` },
+      },
+    );
     const body = (await res.json()) as { items: { id: string; status: string }[]; nextCursor: string | null };
     for (const m of body.items) out.set(m.id, m.status);
     cursor = body.nextCursor;
@@ -131,8 +139,13 @@ it('loses no accepted message across repeated SIGKILLs with thousands in flight'
     500,
   );
   for (const [id, want] of expected) expect(final.get(id), id).toBe(want);
-  const stats = (await (await fetch(`http://127.0.0.1:${port}/sandbox/v1/stats`)).json()) as { sends: number; duplicateSends: number };
+  const stats = (await (await fetch(`http://127.0.0.1:${port}/sandbox/v1/stats`)).json()) as {
+    sends: number;
+    duplicateSends: number;
+  };
   // A send in flight at the moment of a kill may reach the carrier twice (at-least-once hand-off); report it.
-  console.log(`crash test: ${expected.size} accepted, ${stats.sends} sandbox sends, ${stats.duplicateSends} duplicate sends`);
+  console.log(
+    `crash test: ${expected.size} accepted, ${stats.sends} sandbox sends, ${stats.duplicateSends} duplicate sends`,
+  );
   await kill();
 }, 240_000);

@@ -3,7 +3,7 @@
  * callbacks and the status machine. Each documented sandbox destination behaves as the README says.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestServer, eventually, startTestServer } from './support/harness.ts';
+import { eventually, startTestServer, type TestServer } from './support/harness.ts';
 
 let s: TestServer;
 
@@ -27,15 +27,29 @@ async function settled(id: string, status: string) {
   });
 }
 
-const statuses = (m: { history: { status: string; applied: boolean }[] }) => m.history.map((h) => `${h.status}${h.applied ? '' : '(ignored)'}`);
+const statuses = (m: { history: { status: string; applied: boolean }[] }) =>
+  m.history.map((h) => `${h.status}${h.applied ? '' : '(ignored)'}`);
 
 describe('sandbox destinations', () => {
   it('delivers an ordinary number with a full history', async () => {
-    const { id, status } = await send({ to: '+12025550100', channel: 'sms', body: 'Hello from the test', metadata: { order: 42 } });
+    const { id, status } = await send({
+      to: '+12025550100',
+      channel: 'sms',
+      body: 'Hello from the test',
+      metadata: { order: 42 },
+    });
     expect(status).toBe('queued');
     const m = await settled(id, 'delivered');
     expect(statuses(m)).toEqual(['queued', 'sending', 'sent', 'delivered']);
-    expect(m).toMatchObject({ channel: 'sms', carrier: 'sandbox', to: '+12025550100', from: '+12025550180', error: null, attempts: 1, metadata: { order: 42 } });
+    expect(m).toMatchObject({
+      channel: 'sms',
+      carrier: 'sandbox',
+      to: '+12025550100',
+      from: '+12025550180',
+      error: null,
+      attempts: 1,
+      metadata: { order: 42 },
+    });
     expect(m.providerMessageId).toMatch(/^sbx_/);
     expect(m.cost).toBe(0);
     for (const h of m.history) expect(Number.isNaN(Date.parse(h.at))).toBe(false);
@@ -75,7 +89,14 @@ describe('sandbox destinations', () => {
       const r = await s.api('GET', '/v1/messages?direction=inbound&limit=50');
       return r.body.items.find((m: { from: string }) => m.from === to);
     });
-    expect(inbound).toMatchObject({ direction: 'inbound', status: 'received', body: reply, to: '+12025550180', channel: 'sms', carrier: 'sandbox' });
+    expect(inbound).toMatchObject({
+      direction: 'inbound',
+      status: 'received',
+      body: reply,
+      to: '+12025550180',
+      channel: 'sms',
+      carrier: 'sandbox',
+    });
   });
 
   it('an email to fail.sandbox bounces', async () => {
@@ -98,9 +119,17 @@ describe('API behaviour', () => {
   it('Idempotency-Key: the same request twice gives the same message', async () => {
     const body = { to: '+12025550101', channel: 'sms', body: 'once' };
     const a = await send(body, { 'idempotency-key': 'order-1-confirmation' });
-    const b = await send({ body: 'once', channel: 'sms', to: '+12025550101' }, { 'idempotency-key': 'order-1-confirmation' });
+    const b = await send(
+      { body: 'once', channel: 'sms', to: '+12025550101' },
+      { 'idempotency-key': 'order-1-confirmation' },
+    );
     expect(b.id).toBe(a.id);
-    const c = await s.api('POST', '/v1/messages', { ...body, body: 'twice' }, { 'idempotency-key': 'order-1-confirmation' });
+    const c = await s.api(
+      'POST',
+      '/v1/messages',
+      { ...body, body: 'twice' },
+      { 'idempotency-key': 'order-1-confirmation' },
+    );
     expect(c.status).toBe(409);
     expect(c.body.error.code).toBe('idempotency_key_reused');
   });
@@ -114,18 +143,33 @@ describe('API behaviour', () => {
   it('templates render per channel; a missing variable is a 400 naming it', async () => {
     const t = await s.api('POST', '/v1/templates', {
       name: 'otp',
-      channels: { sms: { body: 'Hi {{ name }}, your code is {{ code }}' }, email: { subject: 'Code for {{ name }}', body: '<p>{{ code }}</p>' } },
+      channels: {
+        sms: { body: 'Hi {{ name }}, your code is {{ code }}' },
+        email: { subject: 'Code for {{ name }}', body: '<p>{{ code }}</p>' },
+      },
     });
     expect(t.status).toBe(201);
     const got = await s.api('GET', `/v1/templates/${t.body.id}`);
     expect(got.body.channels.sms.body).toContain('{{ code }}');
-    const { id } = await send({ to: '+12025550103', channel: 'sms', template: { id: t.body.id, variables: { name: 'Ana', code: '123456' } } });
+    const { id } = await send({
+      to: '+12025550103',
+      channel: 'sms',
+      template: { id: t.body.id, variables: { name: 'Ana', code: '123456' } },
+    });
     const m = await settled(id, 'delivered');
     expect(m.body).toBe('Hi Ana, your code is 123456');
     expect(m.templateId).toBe(t.body.id);
-    const e = await send({ to: 'ana@example.com', channel: 'email', template: { id: t.body.id, variables: { name: 'Ana', code: '9' } } });
+    const e = await send({
+      to: 'ana@example.com',
+      channel: 'email',
+      template: { id: t.body.id, variables: { name: 'Ana', code: '9' } },
+    });
     expect((await settled(e.id, 'delivered')).subject).toBe('Code for Ana');
-    const missing = await s.api('POST', '/v1/messages', { to: '+12025550103', channel: 'sms', template: { id: t.body.id, variables: { name: 'Ana' } } });
+    const missing = await s.api('POST', '/v1/messages', {
+      to: '+12025550103',
+      channel: 'sms',
+      template: { id: t.body.id, variables: { name: 'Ana' } },
+    });
     expect(missing.status).toBe(400);
     expect(missing.body.error).toMatchObject({ code: 'template_variable_missing', field: 'template.variables.code' });
   });
@@ -140,7 +184,12 @@ describe('API behaviour', () => {
     expect(again.status).toBe(409);
     const m = await s.api('GET', `/v1/messages/${id}`);
     expect(statuses(m.body)).toEqual(['scheduled', 'canceled']);
-    const soon = await send({ to: '+12025550105', channel: 'sms', body: 'soon', sendAt: new Date(Date.now() + 300).toISOString() });
+    const soon = await send({
+      to: '+12025550105',
+      channel: 'sms',
+      body: 'soon',
+      sendAt: new Date(Date.now() + 300).toISOString(),
+    });
     expect(soon.status).toBe('scheduled');
     await settled(soon.id, 'delivered');
   });
@@ -165,7 +214,8 @@ describe('API behaviour', () => {
 
   it('lists with filters and cursor pagination', async () => {
     const created = [];
-    for (let i = 0; i < 5; i++) created.push((await send({ to: '+12025550108', channel: 'mms', body: `page ${i}` })).id);
+    for (let i = 0; i < 5; i++)
+      created.push((await send({ to: '+12025550108', channel: 'mms', body: `page ${i}` })).id);
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
