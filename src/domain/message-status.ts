@@ -99,7 +99,8 @@ export interface Transition {
 export function applyStatusEvent(current: MessageStatus, event: StatusEvent): Transition {
   switch (event.kind) {
     case 'report': {
-      const applied = !isTerminal(current) && rankOf(event.status) > rankOf(current);
+      // Inbound messages are not tracked by carrier reports.
+      const applied = current !== 'received' && !isTerminal(current) && rankOf(event.status) > rankOf(current);
       const error = applied && (event.status === 'failed' || event.status === 'undelivered') ? event.error : undefined;
       return { status: applied ? event.status : current, applied, recorded: event.status, ...(error ? { error } : {}) };
     }

@@ -56,6 +56,7 @@ const FASTIFY_CODES: Record<string, { status: number; code: string; message?: st
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'malformed_json' },
   FST_ERR_INVALID_URL: { status: 400, code: 'invalid_url' },
   FST_ERR_BAD_URL: { status: 400, code: 'invalid_url' },
+  FST_ERR_MAX_PARAM_LENGTH: { status: 414, code: 'uri_too_long', message: 'a path parameter is too long' },
 };
 
 export function handleError(err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {

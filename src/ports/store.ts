@@ -139,6 +139,7 @@ export interface MessageStore {
     sender: SenderRecord,
     events: readonly CarrierEvent[],
     job: (ids: number[]) => NewJob,
+    now: number,
   ): Promise<number[]>;
   loadCarrierEvents(ids: readonly number[]): Promise<StoredCarrierEvent[]>;
   /** Applies status events to their messages and stores inbound messages, in one transaction. */

@@ -39,7 +39,7 @@ export class CarrierEvents {
     if (events.length === 0) return 0;
     this.metrics.carrierEventsReceived(provider, events.length);
     const now = this.clock.now();
-    const ids = await this.store.storeCarrierEvents(sender, events, (ids) => this.job(sender.orgId, ids, 1, now));
+    const ids = await this.store.storeCarrierEvents(sender, events, (ids) => this.job(sender.orgId, ids, 1, now), now);
     return ids.length;
   }
 

@@ -5,6 +5,10 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { CHANNELS, type Channel, validateBodyLength, validateRecipient } from '../domain/channels.ts';
 import { ValidationError } from '../domain/errors.ts';
+import { MAX_DEPTH_KEYWORD } from './validation.ts';
+
+/** How deeply `metadata` and `template.variables` may nest objects and arrays. */
+export const MAX_VALUE_DEPTH = 32;
 
 export const MessageInputSchema = Type.Object(
   {
@@ -22,13 +26,18 @@ export const MessageInputSchema = Type.Object(
       Type.Object(
         {
           id: Type.String({ minLength: 1, maxLength: 64 }),
-          variables: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+          variables: Type.Optional(
+            Type.Record(Type.String(), Type.Unknown(), { [MAX_DEPTH_KEYWORD]: MAX_VALUE_DEPTH }),
+          ),
         },
         { additionalProperties: false },
       ),
     ),
     metadata: Type.Optional(
-      Type.Record(Type.String(), Type.Unknown(), { description: 'Your data, returned as given' }),
+      Type.Record(Type.String(), Type.Unknown(), {
+        description: 'Your data, returned as given',
+        [MAX_DEPTH_KEYWORD]: MAX_VALUE_DEPTH,
+      }),
     ),
     sendAt: Type.Optional(Type.String({ description: 'ISO-8601 time to send at (at most a year ahead)' })),
     priority: Type.Optional(Type.Union([Type.Literal('high'), Type.Literal('normal'), Type.Literal('low')])),

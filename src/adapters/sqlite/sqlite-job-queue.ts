@@ -48,7 +48,8 @@ export class SqliteJobQueue implements JobQueue {
          RETURNING id, queue, priority, run_at, attempts, org_id, payload`,
       )
       .all(now + leaseMs, queue, now, limit) as JobRow[];
-    return rows.map(toJob);
+    // RETURNING order is unspecified; hand jobs out in claim order.
+    return rows.sort((a, b) => a.priority - b.priority || a.run_at - b.run_at).map(toJob);
   }
 
   async ack(ids: readonly string[]): Promise<void> {

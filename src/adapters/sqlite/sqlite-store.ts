@@ -240,9 +240,11 @@ export class SqliteStore implements MessageStore {
     const h = this.h;
     h.db.transaction(() => {
       const current = h.stmt('SELECT status FROM messages WHERE id = ?').pluck();
+      // A late `sent` (the carrier already reported an outcome) keeps that outcome's error.
       const sent = h.stmt(
         `UPDATE messages SET status = ?, sender_id = ?, provider = ?, from_address = coalesce(from_address, ?),
-         provider_message_id = ?, cost = ?, lease_until = NULL, error_code = NULL, error_class = NULL, error_message = NULL,
+         provider_message_id = ?, cost = ?, lease_until = NULL, error_code = iif(?, NULL, error_code),
+         error_class = iif(?, NULL, error_class), error_message = iif(?, NULL, error_message),
          updated_at = ? WHERE id = ?`,
       );
       const failed = h.stmt(
@@ -255,7 +257,20 @@ export class SqliteStore implements MessageStore {
         if (status === undefined) continue;
         if (o.kind === 'sent') {
           const t = applyStatusEvent(status, { kind: 'report', status: 'sent' });
-          sent.run(t.status, o.senderId, o.provider, o.from, o.providerMessageId, o.cost, o.at, o.messageId);
+          const clear = t.applied ? 1 : 0;
+          sent.run(
+            t.status,
+            o.senderId,
+            o.provider,
+            o.from,
+            o.providerMessageId,
+            o.cost,
+            clear,
+            clear,
+            clear,
+            o.at,
+            o.messageId,
+          );
           hist.push([
             o.messageId,
             'sent',
@@ -315,9 +330,13 @@ export class SqliteStore implements MessageStore {
     })();
   }
 
-  async storeCarrierEvents(sender: SenderRecord, events: readonly CarrierEvent[], job: (ids: number[]) => NewJob) {
+  async storeCarrierEvents(
+    sender: SenderRecord,
+    events: readonly CarrierEvent[],
+    job: (ids: number[]) => NewJob,
+    now: number,
+  ) {
     const h = this.h;
-    const now = Date.now();
     let queue: string | undefined;
     const ids = h.db.transaction(() => {
       const ins = h.stmt(

@@ -32,6 +32,8 @@ const present = (t: Template) => ({
 });
 
 export function templateRoutes(app: FastifyInstance, deps: { templates: Templates }): void {
+  // Bodies are JSON only: without this, Fastify's default text/plain parser hands a string to the schema (a 400).
+  app.removeContentTypeParser('text/plain');
   app.post<{ Body: TemplateInput }>(
     '/v1/templates',
     {

@@ -1,0 +1,1028 @@
+/**
+ * The MessageStore contract: the semantics every store adapter (SQLite today, PostgreSQL later) must have.
+ * A runner per adapter calls `storeContract(name, make)`; `make` returns a fresh, empty, migrated store and the
+ * job queue that reads the jobs the store writes (the embedded queue shares the store's database).
+ *
+ * Timestamps are real (around `Date.now()`) so adapters whose queue runs on the wall clock pass unchanged:
+ * accepted messages are created a little in the past, so their send jobs are already due.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { newId } from '../../src/domain/ids.ts';
+import type { MessageError } from '../../src/domain/message-status.ts';
+import type { CarrierEvent, SenderRecord } from '../../src/ports/carrier.ts';
+import { type JobQueue, type NewJob, PRIORITY_VALUE } from '../../src/ports/queue.ts';
+import type { MessageStore, NewMessage, StoredCarrierEvent } from '../../src/ports/store.ts';
+
+export interface StoreContractContext {
+  store: MessageStore;
+  queue: JobQueue;
+  cleanup(): Promise<void>;
+}
+
+const SEND_QUEUE = 'send';
+const EVENTS_QUEUE = 'carrier-events';
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+
+const TIMEOUT: MessageError = { code: 'carrier_timeout', class: 'ResourceError', message: 'carrier did not answer' };
+const UNREACHABLE: MessageError = {
+  code: 'unreachable_destination',
+  class: 'PermanentError',
+  message: 'handset unreachable',
+};
+
+export function storeContract(name: string, make: () => Promise<StoreContractContext>): void {
+  describe(name, () => {
+    let ctx: StoreContractContext;
+    let store: MessageStore;
+    let queue: JobQueue;
+    let org: string;
+    let otherOrg: string;
+    /** A moment a little in the past: messages created then have due send jobs. */
+    let t0: number;
+
+    beforeEach(async () => {
+      ctx = await make();
+      store = ctx.store;
+      queue = ctx.queue;
+      org = newId('org');
+      otherOrg = newId('org');
+      t0 = Date.now() - HOUR;
+    });
+
+    afterEach(async () => {
+      await ctx.cleanup();
+    });
+
+    function outbound(overrides: Partial<NewMessage> = {}): NewMessage {
+      return {
+        id: newId('msg'),
+        orgId: org,
+        channel: 'sms',
+        to: '+12025550123',
+        from: null,
+        body: 'Your verification code is 492031',
+        subject: null,
+        templateId: null,
+        metadata: null,
+        sendAt: null,
+        priority: PRIORITY_VALUE.normal,
+        createdAt: t0,
+        ...overrides,
+      };
+    }
+
+    function sendJob(m: NewMessage): NewJob {
+      return {
+        id: `send:${m.id}`,
+        queue: SEND_QUEUE,
+        payload: m.id,
+        orgId: m.orgId,
+        priority: m.priority,
+        runAt: m.sendAt ?? m.createdAt,
+      };
+    }
+
+    async function accept(...messages: NewMessage[]) {
+      return store.acceptMessages(messages, messages.map(sendJob));
+    }
+
+    async function createSender(orgId = org, overrides: Partial<SenderRecord> = {}): Promise<SenderRecord> {
+      const sender: SenderRecord = {
+        id: newId('snd'),
+        orgId,
+        provider: 'sandbox',
+        config: { baseUrl: 'http://127.0.0.1:4010', accountSid: 'AC5ef8732a3c49700934481addd5ce1659' },
+        channels: ['sms', 'mms'],
+        from: '+12025550100',
+        priority: 0,
+        ...overrides,
+      };
+      await store.createSender(sender, Date.now());
+      return sender;
+    }
+
+    async function createOrg(id: string, createdAt = t0): Promise<void> {
+      await store.createOrganization({ id, name: `Org ${id.slice(-6)}`, createdAt });
+    }
+
+    function eventsJob(orgId: string) {
+      return (ids: number[]): NewJob => ({
+        id: `events:${ids[0]}:1`,
+        queue: EVENTS_QUEUE,
+        payload: JSON.stringify({ ids, attempt: 1 }),
+        orgId,
+        priority: PRIORITY_VALUE.high,
+        runAt: Date.now(),
+      });
+    }
+
+    /** Stores the events as a webhook would, then applies them as the events worker would. */
+    async function deliverEvents(sender: SenderRecord, events: CarrierEvent[], now = Date.now()) {
+      const ids = await store.storeCarrierEvents(sender, events, eventsJob(sender.orgId), Date.now());
+      const stored = await store.loadCarrierEvents(ids);
+      return { ids, result: await store.applyCarrierEvents(stored, now, () => newId('msg')) };
+    }
+
+    function statusEvent(
+      status: 'sent' | 'delivered' | 'read' | 'undelivered' | 'failed',
+      ref: { reference?: string | null; providerMessageId?: string | null },
+      occurredAt: number,
+      extra: Partial<Extract<CarrierEvent, { kind: 'status' }>> = {},
+    ): CarrierEvent {
+      const providerMessageId = ref.providerMessageId ?? null;
+      return {
+        kind: 'status',
+        eventKey: `${providerMessageId ?? ref.reference}:${status}:${occurredAt}`,
+        providerMessageId,
+        reference: ref.reference ?? null,
+        status,
+        occurredAt,
+        ...extra,
+      };
+    }
+
+    /** Accepts, claims and records a successful send; returns the message id. */
+    async function sentMessage(sender: SenderRecord, providerMessageId: string, at = t0 + MINUTE) {
+      const m = outbound();
+      await accept(m);
+      await store.claimForSending([m.id], at, at + MINUTE);
+      await store.recordSendOutcomes([
+        {
+          messageId: m.id,
+          kind: 'sent',
+          senderId: sender.id,
+          provider: sender.provider,
+          from: sender.from,
+          providerMessageId,
+          cost: 0.0079,
+          at: at + 1000,
+        },
+      ]);
+      return m.id;
+    }
+
+    describe('acceptMessages', () => {
+      it('writes the message, its first history entry and its send job', async () => {
+        const m = outbound({ metadata: { orderId: 'A-1001', tags: ['otp'] }, priority: PRIORITY_VALUE.high });
+        expect(await accept(m)).toEqual([{ ok: true }]);
+
+        expect(await store.getMessage(org, m.id)).toEqual({
+          id: m.id,
+          orgId: org,
+          direction: 'outbound',
+          channel: 'sms',
+          to: '+12025550123',
+          from: null,
+          status: 'queued',
+          body: 'Your verification code is 492031',
+          subject: null,
+          templateId: null,
+          metadata: { orderId: 'A-1001', tags: ['otp'] },
+          senderId: null,
+          provider: null,
+          providerMessageId: null,
+          attempts: 0,
+          sendAt: null,
+          priority: PRIORITY_VALUE.high,
+          error: null,
+          cost: null,
+          createdAt: t0,
+          updatedAt: t0,
+        });
+        expect(await store.getHistory(m.id)).toEqual([{ status: 'queued', at: t0, applied: true, detail: null }]);
+
+        const jobs = await queue.claim(SEND_QUEUE, 10, MINUTE);
+        expect(jobs).toHaveLength(1);
+        expect(jobs[0]).toMatchObject({
+          id: `send:${m.id}`,
+          queue: SEND_QUEUE,
+          payload: m.id,
+          orgId: org,
+          priority: PRIORITY_VALUE.high,
+          attempts: 1,
+        });
+      });
+
+      it('keeps email subject, sender identity and template reference', async () => {
+        const tpl = newId('tpl');
+        const m = outbound({
+          channel: 'email',
+          to: 'ada@example.com',
+          from: 'billing@acme.test',
+          subject: 'Your invoice',
+          body: '<p>Invoice #1001</p>',
+          templateId: tpl,
+        });
+        await accept(m);
+        expect(await store.getMessage(org, m.id)).toMatchObject({
+          channel: 'email',
+          to: 'ada@example.com',
+          from: 'billing@acme.test',
+          subject: 'Your invoice',
+          body: '<p>Invoice #1001</p>',
+          templateId: tpl,
+        });
+      });
+
+      it("starts a message with a future sendAt as 'scheduled' whose job is not due yet", async () => {
+        const sendAt = Date.now() + HOUR;
+        const m = outbound({ createdAt: Date.now(), sendAt });
+        expect(await accept(m)).toEqual([{ ok: true }]);
+
+        const stored = await store.getMessage(org, m.id);
+        expect(stored?.status).toBe('scheduled');
+        expect(stored?.sendAt).toBe(sendAt);
+        const history = await store.getHistory(m.id);
+        expect(history).toHaveLength(1);
+        expect(history[0]).toMatchObject({ status: 'scheduled', at: m.createdAt, applied: true });
+        expect(history[0]?.detail).toEqual({ sendAt });
+
+        expect(await queue.claim(SEND_QUEUE, 10, MINUTE)).toEqual([]);
+        expect(await queue.nextDueAt(SEND_QUEUE)).toBe(sendAt);
+        expect((await queue.depth())[SEND_QUEUE]).toBe(1);
+      });
+
+      it("starts a message whose sendAt is not after its creation as 'queued'", async () => {
+        const m = outbound({ sendAt: t0 - MINUTE });
+        await accept(m);
+        expect((await store.getMessage(org, m.id))?.status).toBe('queued');
+        expect((await store.getHistory(m.id))[0]?.status).toBe('queued');
+      });
+
+      it('accepts a batch, one outcome per message in order', async () => {
+        const batch = [outbound(), outbound({ channel: 'email', to: 'bob@example.com' }), outbound()];
+        expect(await accept(...batch)).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
+        for (const m of batch) expect((await store.getMessage(org, m.id))?.id).toBe(m.id);
+        const jobs = await queue.claim(SEND_QUEUE, 10, MINUTE);
+        expect(jobs.map((j) => j.payload).sort()).toEqual(batch.map((m) => m.id).sort());
+      });
+
+      it('wakes onEnqueue listeners of the queue for the jobs it writes', async () => {
+        const seen: string[] = [];
+        const off = queue.onEnqueue((q) => seen.push(q));
+        try {
+          await accept(outbound());
+          await vi.waitFor(() => expect(seen).toContain(SEND_QUEUE));
+        } finally {
+          off();
+        }
+      });
+    });
+
+    describe('idempotency keys', () => {
+      const idem = (key: string, requestHash: string) => ({
+        key,
+        requestHash,
+        response: JSON.stringify({ id: 'first', status: 'queued', hash: requestHash }),
+      });
+
+      it("rejects a taken key with 'idempotency_key_taken' and writes nothing for that message", async () => {
+        const first = outbound({ idempotency: idem('order-1001-receipt', 'sha256:aaa') });
+        const second = outbound({ idempotency: idem('order-1001-receipt', 'sha256:bbb') });
+        expect(await accept(first)).toEqual([{ ok: true }]);
+        expect(await accept(second)).toEqual([{ ok: false, reason: 'idempotency_key_taken' }]);
+
+        expect(await store.getMessage(org, second.id)).toBeUndefined();
+        expect(await store.getHistory(second.id)).toEqual([]);
+        const jobs = await queue.claim(SEND_QUEUE, 10, MINUTE);
+        expect(jobs.map((j) => j.payload)).toEqual([first.id]);
+        // The stored response is still the first request's.
+        expect(await store.findIdempotentResponse(org, 'order-1001-receipt')).toEqual({
+          requestHash: 'sha256:aaa',
+          response: first.idempotency?.response,
+        });
+      });
+
+      it('rejects only the duplicate inside a batch', async () => {
+        const a = outbound({ idempotency: idem('batch-key', 'h1') });
+        const b = outbound();
+        const c = outbound({ idempotency: idem('batch-key', 'h2') });
+        expect(await accept(a, b, c)).toEqual([
+          { ok: true },
+          { ok: true },
+          { ok: false, reason: 'idempotency_key_taken' },
+        ]);
+        expect(await store.getMessage(org, a.id)).toBeDefined();
+        expect(await store.getMessage(org, b.id)).toBeDefined();
+        expect(await store.getMessage(org, c.id)).toBeUndefined();
+        const jobs = await queue.claim(SEND_QUEUE, 10, MINUTE);
+        expect(jobs.map((j) => j.payload).sort()).toEqual([a.id, b.id].sort());
+      });
+
+      it('scopes keys to the organization', async () => {
+        expect(await accept(outbound({ idempotency: idem('shared-key', 'h-org') }))).toEqual([{ ok: true }]);
+        expect(await accept(outbound({ orgId: otherOrg, idempotency: idem('shared-key', 'h-other') }))).toEqual([
+          { ok: true },
+        ]);
+        expect((await store.findIdempotentResponse(org, 'shared-key'))?.requestHash).toBe('h-org');
+        expect((await store.findIdempotentResponse(otherOrg, 'shared-key'))?.requestHash).toBe('h-other');
+      });
+
+      it('finds nothing for an unknown key', async () => {
+        expect(await store.findIdempotentResponse(org, 'never-used')).toBeUndefined();
+      });
+    });
+
+    describe('getMessage / listMessages', () => {
+      it('scopes getMessage to the organization', async () => {
+        const m = outbound();
+        await accept(m);
+        expect((await store.getMessage(org, m.id))?.id).toBe(m.id);
+        expect(await store.getMessage(otherOrg, m.id)).toBeUndefined();
+        expect(await store.getMessage(org, newId('msg'))).toBeUndefined();
+      });
+
+      it('filters by status, channel, direction and created range, newest first', async () => {
+        await createOrg(org);
+        const sender = await createSender();
+        const sms1 = outbound({ createdAt: t0 });
+        const email = outbound({ channel: 'email', to: 'ada@example.com', createdAt: t0 + 1000 });
+        const scheduled = outbound({ createdAt: t0 + 2000, sendAt: Date.now() + HOUR });
+        const sms2 = outbound({ createdAt: t0 + 3000 });
+        const foreign = outbound({ orgId: otherOrg, createdAt: t0 + 1500 });
+        for (const m of [sms1, email, scheduled, sms2, foreign]) await accept(m);
+        const { result } = await deliverEvents(sender, [
+          {
+            kind: 'inbound',
+            eventKey: 'SM-in-1',
+            providerMessageId: 'SM-in-1',
+            channel: 'sms',
+            from: '+12025550188',
+            to: '+12025550100',
+            body: 'STOP',
+            occurredAt: t0 + 4000,
+          },
+        ]);
+        const inboundId = result.inbound[0];
+        expect(inboundId).toBeDefined();
+
+        const ids = async (f: Parameters<MessageStore['listMessages']>[1]) =>
+          (await store.listMessages(org, f)).map((m) => m.id);
+
+        expect(await ids({ limit: 50 })).toEqual([inboundId, sms2.id, scheduled.id, email.id, sms1.id]);
+        expect(await ids({ limit: 50, status: 'scheduled' })).toEqual([scheduled.id]);
+        expect(await ids({ limit: 50, status: 'queued' })).toEqual([sms2.id, email.id, sms1.id]);
+        expect(await ids({ limit: 50, channel: 'email' })).toEqual([email.id]);
+        expect(await ids({ limit: 50, channel: 'sms', status: 'queued' })).toEqual([sms2.id, sms1.id]);
+        expect(await ids({ limit: 50, direction: 'inbound' })).toEqual([inboundId]);
+        expect(await ids({ limit: 50, direction: 'outbound' })).toEqual([sms2.id, scheduled.id, email.id, sms1.id]);
+        // createdFrom is inclusive, createdTo exclusive.
+        expect(await ids({ limit: 50, createdFrom: t0 + 1000, createdTo: t0 + 3000 })).toEqual([
+          scheduled.id,
+          email.id,
+        ]);
+        expect(await ids({ limit: 50, createdFrom: t0 + 3000 })).toEqual([inboundId, sms2.id]);
+        expect(await ids({ limit: 50, createdTo: t0 + 1000 })).toEqual([sms1.id]);
+        expect(await ids({ limit: 2 })).toEqual([inboundId, sms2.id]);
+        expect(await store.listMessages(otherOrg, { limit: 50 })).toHaveLength(1);
+      });
+
+      it('pages with the `before` cursor without gaps or repeats', async () => {
+        const all: string[] = [];
+        for (let i = 0; i < 7; i++) {
+          const m = outbound({ createdAt: t0 + i * 1000 });
+          await accept(m);
+          all.push(m.id);
+        }
+        const seen: string[] = [];
+        let before: string | undefined;
+        for (;;) {
+          const page = await store.listMessages(org, { limit: 3, ...(before ? { before } : {}) });
+          if (page.length === 0) break;
+          expect(page.length).toBeLessThanOrEqual(3);
+          seen.push(...page.map((m) => m.id));
+          before = page[page.length - 1]?.id;
+        }
+        expect(seen).toEqual([...all].reverse());
+
+        const third = all[2] as string;
+        expect((await store.listMessages(org, { limit: 50, before: third })).map((m) => m.id)).toEqual([
+          all[1],
+          all[0],
+        ]);
+        expect(
+          (await store.listMessages(org, { limit: 50, before: third, status: 'queued' })).map((m) => m.id),
+        ).toEqual([all[1], all[0]]);
+      });
+    });
+
+    describe('claimForSending', () => {
+      it("moves a queued message to 'sending', counts the attempt and records it", async () => {
+        const m = outbound();
+        await accept(m);
+        const now = t0 + MINUTE;
+        const claimed = await store.claimForSending([m.id], now, now + 30_000);
+        expect(claimed).toHaveLength(1);
+        expect(claimed[0]).toMatchObject({ id: m.id, status: 'sending', attempts: 1, body: m.body, to: m.to });
+
+        const stored = await store.getMessage(org, m.id);
+        expect(stored).toMatchObject({ status: 'sending', attempts: 1, updatedAt: now });
+        const history = await store.getHistory(m.id);
+        expect(history.map((h) => [h.status, h.applied])).toEqual([
+          ['queued', true],
+          ['sending', true],
+        ]);
+        expect(history[1]?.at).toBe(now);
+      });
+
+      it('claims a scheduled message once the worker takes its job', async () => {
+        const m = outbound({ createdAt: Date.now(), sendAt: Date.now() + MINUTE });
+        await accept(m);
+        const now = (m.sendAt as number) + 1;
+        expect((await store.claimForSending([m.id], now, now + 30_000)).map((r) => r.status)).toEqual(['sending']);
+      });
+
+      it('does not claim a message another claim holds, until its lease has expired', async () => {
+        const m = outbound();
+        await accept(m);
+        const now = t0 + MINUTE;
+        const leaseUntil = now + 30_000;
+        expect(await store.claimForSending([m.id], now, leaseUntil)).toHaveLength(1);
+        expect(await store.claimForSending([m.id], now + 1, leaseUntil + 1)).toEqual([]);
+        expect(await store.claimForSending([m.id], now + 29_000, leaseUntil + 29_000)).toEqual([]);
+        expect((await store.getMessage(org, m.id))?.attempts).toBe(1);
+
+        // The worker holding it crashed: once the lease has run out the message can be taken again.
+        const later = leaseUntil + 1;
+        const again = await store.claimForSending([m.id], later, later + 30_000);
+        expect(again).toHaveLength(1);
+        expect(again[0]).toMatchObject({ status: 'sending', attempts: 2 });
+        expect((await store.getHistory(m.id)).filter((h) => h.status === 'sending')).toHaveLength(2);
+      });
+
+      it('skips messages that are not claimable and ids that do not exist', async () => {
+        const queued = outbound();
+        const canceled = outbound();
+        const sent = outbound();
+        await accept(queued, canceled, sent);
+        await store.applyCommand(org, canceled.id, { kind: 'cancel' }, t0 + 1);
+        const now = t0 + MINUTE;
+        await store.claimForSending([sent.id], now, now + 30_000);
+        await store.recordSendOutcomes([
+          {
+            messageId: sent.id,
+            kind: 'sent',
+            senderId: newId('snd'),
+            provider: 'sandbox',
+            from: '+12025550100',
+            providerMessageId: 'SM-skip-1',
+            cost: null,
+            at: now + 10,
+          },
+        ]);
+
+        const claimed = await store.claimForSending(
+          [canceled.id, newId('msg'), sent.id, queued.id],
+          now + HOUR,
+          now + HOUR + 30_000,
+        );
+        expect(claimed.map((c) => c.id)).toEqual([queued.id]);
+        expect((await store.getMessage(org, canceled.id))?.status).toBe('canceled');
+        expect((await store.getMessage(org, sent.id))?.status).toBe('sent');
+        expect((await store.getMessage(org, sent.id))?.attempts).toBe(1);
+      });
+    });
+
+    describe('recordSendOutcomes', () => {
+      it("'retry' returns the message to queued, keeps the error and records when it will run", async () => {
+        const m = outbound();
+        await accept(m);
+        const now = t0 + MINUTE;
+        await store.claimForSending([m.id], now, now + 30_000);
+        const retryAt = now + 4_000;
+        await store.recordSendOutcomes([{ messageId: m.id, kind: 'retry', error: TIMEOUT, at: now + 100, retryAt }]);
+
+        expect(await store.getMessage(org, m.id)).toMatchObject({
+          status: 'queued',
+          error: TIMEOUT,
+          attempts: 1,
+          updatedAt: now + 100,
+        });
+        const last = (await store.getHistory(m.id)).at(-1);
+        expect(last).toMatchObject({ status: 'queued', at: now + 100, applied: true });
+        expect(last?.detail).toMatchObject({ retryAt, error: TIMEOUT });
+
+        // ...and it can be claimed for the next attempt.
+        const again = await store.claimForSending([m.id], retryAt, retryAt + 30_000);
+        expect(again[0]).toMatchObject({ status: 'sending', attempts: 2, error: TIMEOUT });
+      });
+
+      it("'sent' stores the carrier, provider id and cost and clears an earlier error", async () => {
+        const sender = { id: newId('snd'), provider: 'sandbox', from: '+12025550100' };
+        const m = outbound();
+        await accept(m);
+        const now = t0 + MINUTE;
+        await store.claimForSending([m.id], now, now + 30_000);
+        await store.recordSendOutcomes([
+          { messageId: m.id, kind: 'retry', error: TIMEOUT, at: now + 1, retryAt: now + 2 },
+        ]);
+        await store.claimForSending([m.id], now + 2, now + 30_000);
+        await store.recordSendOutcomes([
+          {
+            messageId: m.id,
+            kind: 'sent',
+            senderId: sender.id,
+            provider: sender.provider,
+            from: sender.from,
+            providerMessageId: 'SM8f2c71b9e6a04d3c',
+            cost: 0.0079,
+            at: now + 500,
+          },
+        ]);
+
+        expect(await store.getMessage(org, m.id)).toMatchObject({
+          status: 'sent',
+          senderId: sender.id,
+          provider: 'sandbox',
+          from: '+12025550100',
+          providerMessageId: 'SM8f2c71b9e6a04d3c',
+          cost: 0.0079,
+          error: null,
+          attempts: 2,
+          updatedAt: now + 500,
+        });
+        const last = (await store.getHistory(m.id)).at(-1);
+        expect(last).toMatchObject({ status: 'sent', at: now + 500, applied: true });
+        expect(last?.detail).toMatchObject({ providerMessageId: 'SM8f2c71b9e6a04d3c' });
+      });
+
+      it("'sent' keeps a from address the message already had", async () => {
+        const m = outbound({ from: '+12025550111' });
+        await accept(m);
+        await store.claimForSending([m.id], t0 + 1, t0 + MINUTE);
+        await store.recordSendOutcomes([
+          {
+            messageId: m.id,
+            kind: 'sent',
+            senderId: newId('snd'),
+            provider: 'sandbox',
+            from: '+12025550100',
+            providerMessageId: 'SM-from-1',
+            cost: null,
+            at: t0 + 2,
+          },
+        ]);
+        expect((await store.getMessage(org, m.id))?.from).toBe('+12025550111');
+      });
+
+      it("'fail' fails the message with its error and the sender that refused it", async () => {
+        const m = outbound();
+        await accept(m);
+        const now = t0 + MINUTE;
+        await store.claimForSending([m.id], now, now + 30_000);
+        const senderId = newId('snd');
+        await store.recordSendOutcomes([
+          { messageId: m.id, kind: 'fail', error: UNREACHABLE, at: now + 10, senderId, provider: 'sandbox' },
+        ]);
+        expect(await store.getMessage(org, m.id)).toMatchObject({
+          status: 'failed',
+          error: UNREACHABLE,
+          senderId,
+          provider: 'sandbox',
+          updatedAt: now + 10,
+        });
+        expect((await store.getHistory(m.id)).at(-1)).toMatchObject({ status: 'failed', applied: true, at: now + 10 });
+        // A failed message is done: it cannot be claimed again.
+        expect(await store.claimForSending([m.id], now + HOUR, now + HOUR + 1)).toEqual([]);
+      });
+
+      it('records several outcomes in one call and ignores unknown messages', async () => {
+        const a = outbound();
+        const b = outbound();
+        const c = outbound();
+        await accept(a, b, c);
+        const now = t0 + MINUTE;
+        await store.claimForSending([a.id, b.id, c.id], now, now + 30_000);
+        await store.recordSendOutcomes([
+          {
+            messageId: a.id,
+            kind: 'sent',
+            senderId: newId('snd'),
+            provider: 'sandbox',
+            from: null,
+            providerMessageId: 'SM-batch-a',
+            cost: null,
+            at: now + 1,
+          },
+          { messageId: newId('msg'), kind: 'fail', error: UNREACHABLE, at: now + 1 },
+          { messageId: b.id, kind: 'retry', error: TIMEOUT, at: now + 1, retryAt: now + 1000 },
+          { messageId: c.id, kind: 'fail', error: UNREACHABLE, at: now + 1 },
+        ]);
+        expect((await store.getMessage(org, a.id))?.status).toBe('sent');
+        expect((await store.getMessage(org, b.id))?.status).toBe('queued');
+        expect((await store.getMessage(org, c.id))?.status).toBe('failed');
+      });
+
+      it("records a late 'sent' after 'delivered' as not applied, without lowering the status", async () => {
+        await createOrg(org);
+        const sender = await createSender();
+        const m = outbound();
+        await accept(m);
+        const now = t0 + MINUTE;
+        await store.claimForSending([m.id], now, now + 30_000);
+        // The carrier's delivery callback (echoing our id) beats its synchronous answer.
+        const { result } = await deliverEvents(sender, [statusEvent('delivered', { reference: m.id }, now + 200)]);
+        expect(result.applied).toEqual([{ messageId: m.id, status: 'delivered' }]);
+
+        await store.recordSendOutcomes([
+          {
+            messageId: m.id,
+            kind: 'sent',
+            senderId: sender.id,
+            provider: sender.provider,
+            from: sender.from,
+            providerMessageId: 'SM-late-sent',
+            cost: 0.0079,
+            at: now + 300,
+          },
+        ]);
+        const stored = await store.getMessage(org, m.id);
+        expect(stored?.status).toBe('delivered');
+        expect(stored?.providerMessageId).toBe('SM-late-sent');
+        const history = await store.getHistory(m.id);
+        expect(history.map((h) => [h.status, h.applied])).toEqual([
+          ['queued', true],
+          ['sending', true],
+          ['delivered', true],
+          ['sent', false],
+        ]);
+      });
+
+      it("keeps a carrier's failure and its error when the 'sent' answer arrives late", async () => {
+        await createOrg(org);
+        const sender = await createSender();
+        const m = outbound();
+        await accept(m);
+        const now = t0 + MINUTE;
+        await store.claimForSending([m.id], now, now + 30_000);
+        await deliverEvents(sender, [
+          statusEvent('undelivered', { reference: m.id }, now + 200, { error: UNREACHABLE }),
+        ]);
+        await store.recordSendOutcomes([
+          {
+            messageId: m.id,
+            kind: 'sent',
+            senderId: sender.id,
+            provider: sender.provider,
+            from: sender.from,
+            providerMessageId: 'SM-late-after-fail',
+            cost: null,
+            at: now + 300,
+          },
+        ]);
+        expect(await store.getMessage(org, m.id)).toMatchObject({ status: 'undelivered', error: UNREACHABLE });
+        expect((await store.getHistory(m.id)).at(-1)).toMatchObject({ status: 'sent', applied: false });
+      });
+    });
+
+    describe('applyCommand', () => {
+      it('cancels a queued message', async () => {
+        const m = outbound();
+        await accept(m);
+        expect(await store.applyCommand(org, m.id, { kind: 'cancel' }, t0 + 500)).toEqual({
+          applied: true,
+          status: 'canceled',
+        });
+        expect(await store.getMessage(org, m.id)).toMatchObject({ status: 'canceled', updatedAt: t0 + 500 });
+        expect((await store.getHistory(m.id)).at(-1)).toMatchObject({
+          status: 'canceled',
+          at: t0 + 500,
+          applied: true,
+        });
+        expect(await store.claimForSending([m.id], t0 + 1000, t0 + MINUTE)).toEqual([]);
+      });
+
+      it('cancels a scheduled message', async () => {
+        const m = outbound({ createdAt: Date.now(), sendAt: Date.now() + HOUR });
+        await accept(m);
+        expect(await store.applyCommand(org, m.id, { kind: 'cancel' }, Date.now())).toEqual({
+          applied: true,
+          status: 'canceled',
+        });
+      });
+
+      it('does not cancel a message already handed to a carrier', async () => {
+        const m = outbound();
+        await accept(m);
+        await store.claimForSending([m.id], t0 + 1, t0 + MINUTE);
+        expect(await store.applyCommand(org, m.id, { kind: 'cancel' }, t0 + 2)).toEqual({
+          applied: false,
+          status: 'sending',
+        });
+        await store.recordSendOutcomes([
+          {
+            messageId: m.id,
+            kind: 'sent',
+            senderId: newId('snd'),
+            provider: 'sandbox',
+            from: null,
+            providerMessageId: 'SM-cancel-late',
+            cost: null,
+            at: t0 + 3,
+          },
+        ]);
+        expect(await store.applyCommand(org, m.id, { kind: 'cancel' }, t0 + 4)).toEqual({
+          applied: false,
+          status: 'sent',
+        });
+        expect((await store.getMessage(org, m.id))?.status).toBe('sent');
+        expect((await store.getHistory(m.id)).filter((h) => h.status === 'canceled' && h.applied)).toEqual([]);
+      });
+
+      it('suppresses with a reason and fails with an error', async () => {
+        const s = outbound();
+        const f = outbound();
+        await accept(s, f);
+        expect(
+          await store.applyCommand(
+            org,
+            s.id,
+            { kind: 'suppress', reason: 'unsubscribed', detail: { list: 'global' } },
+            t0 + 1,
+          ),
+        ).toEqual({ applied: true, status: 'suppressed' });
+        expect((await store.getHistory(s.id)).at(-1)?.detail).toMatchObject({ reason: 'unsubscribed', list: 'global' });
+
+        expect(await store.applyCommand(org, f.id, { kind: 'fail', error: UNREACHABLE }, t0 + 1)).toEqual({
+          applied: true,
+          status: 'failed',
+        });
+        expect((await store.getMessage(org, f.id))?.error).toEqual(UNREACHABLE);
+      });
+
+      it("returns undefined for another organization's message", async () => {
+        const m = outbound();
+        await accept(m);
+        expect(await store.applyCommand(otherOrg, m.id, { kind: 'cancel' }, t0 + 1)).toBeUndefined();
+        expect(await store.applyCommand(org, newId('msg'), { kind: 'cancel' }, t0 + 1)).toBeUndefined();
+        expect((await store.getMessage(org, m.id))?.status).toBe('queued');
+      });
+    });
+
+    describe('carrier events', () => {
+      let sender: SenderRecord;
+      beforeEach(async () => {
+        await createOrg(org);
+        sender = await createSender();
+      });
+
+      it('stores events deduplicated per sender by event key, with one job per new batch', async () => {
+        const jobCalls: number[][] = [];
+        const job = (ids: number[]) => {
+          jobCalls.push(ids);
+          return eventsJob(org)(ids);
+        };
+        const e1 = statusEvent('delivered', { providerMessageId: 'SM-a' }, t0);
+        const e2 = statusEvent('delivered', { providerMessageId: 'SM-b' }, t0);
+        const e3 = statusEvent('read', { providerMessageId: 'SM-b' }, t0 + 1);
+
+        const first = await store.storeCarrierEvents(sender, [e1, e2], job, Date.now());
+        expect(first).toHaveLength(2);
+        expect(jobCalls).toEqual([first]);
+        let jobs = await queue.claim(EVENTS_QUEUE, 10, MINUTE);
+        expect(jobs).toHaveLength(1);
+        expect(JSON.parse(jobs[0]?.payload ?? '{}').ids).toEqual(first);
+        expect(jobs[0]?.orgId).toBe(org);
+
+        // A webhook delivered twice: only the new event is stored.
+        const second = await store.storeCarrierEvents(sender, [e2, e3], job, Date.now());
+        expect(second).toHaveLength(1);
+        expect(first).not.toContain(second[0]);
+        jobs = await queue.claim(EVENTS_QUEUE, 10, MINUTE);
+        expect(jobs).toHaveLength(1);
+        expect(JSON.parse(jobs[0]?.payload ?? '{}').ids).toEqual(second);
+
+        // Nothing new: nothing stored, no job.
+        expect(await store.storeCarrierEvents(sender, [e1, e3], job, Date.now())).toEqual([]);
+        expect(jobCalls).toHaveLength(2);
+        expect((await queue.depth())[EVENTS_QUEUE] ?? 0).toBe(2);
+
+        // The same key from another sender is a different event.
+        const sender2 = await createSender(org, { provider: 'sandbox', from: '+12025550101' });
+        expect(await store.storeCarrierEvents(sender2, [e1], eventsJob(org), Date.now())).toHaveLength(1);
+      });
+
+      it('loads stored events as they were received', async () => {
+        const e = statusEvent('undelivered', { providerMessageId: 'SM-load', reference: newId('msg') }, t0, {
+          error: UNREACHABLE,
+          detail: { carrierCode: '30003' },
+        });
+        const ids = await store.storeCarrierEvents(sender, [e], eventsJob(org), Date.now());
+        const loaded = await store.loadCarrierEvents([...ids, 987654321]);
+        expect(loaded).toEqual([
+          { id: ids[0]!, senderId: sender.id, orgId: org, event: e } satisfies StoredCarrierEvent,
+        ]);
+      });
+
+      it('applies a status by our reference and by the provider message id', async () => {
+        const byRef = await sentMessage(sender, 'SM-ref');
+        const byProvider = await sentMessage(sender, 'SM-provider');
+        const now = t0 + 2 * MINUTE;
+        const { result } = await deliverEvents(
+          sender,
+          [
+            statusEvent('delivered', { reference: byRef, providerMessageId: 'SM-ref' }, t0 + 90_000),
+            statusEvent('delivered', { providerMessageId: 'SM-provider' }, t0 + 91_000),
+          ],
+          now,
+        );
+        expect(result.unmatched).toEqual([]);
+        expect(result.inbound).toEqual([]);
+        expect(result.applied).toEqual([
+          { messageId: byRef, status: 'delivered' },
+          { messageId: byProvider, status: 'delivered' },
+        ]);
+        expect(await store.getMessage(org, byRef)).toMatchObject({ status: 'delivered', updatedAt: now });
+        expect((await store.getMessage(org, byProvider))?.status).toBe('delivered');
+        expect((await store.getHistory(byProvider)).at(-1)).toMatchObject({
+          status: 'delivered',
+          at: t0 + 91_000,
+          applied: true,
+        });
+      });
+
+      it('stores a carrier error with a failure report', async () => {
+        const id = await sentMessage(sender, 'SM-undelivered');
+        const { result } = await deliverEvents(sender, [
+          statusEvent('undelivered', { providerMessageId: 'SM-undelivered' }, t0 + 90_000, { error: UNREACHABLE }),
+        ]);
+        expect(result.applied).toEqual([{ messageId: id, status: 'undelivered' }]);
+        expect(await store.getMessage(org, id)).toMatchObject({ status: 'undelivered', error: UNREACHABLE });
+      });
+
+      it('reports events whose message cannot be found as unmatched', async () => {
+        const known = await sentMessage(sender, 'SM-known');
+        const { ids, result } = await deliverEvents(sender, [
+          statusEvent('delivered', { providerMessageId: 'SM-not-yet-recorded' }, t0 + 90_000),
+          statusEvent('delivered', { providerMessageId: 'SM-known' }, t0 + 90_000),
+          statusEvent('delivered', { reference: newId('msg') }, t0 + 90_000),
+        ]);
+        expect(result.unmatched).toEqual([ids[0], ids[2]]);
+        expect(result.applied).toEqual([{ messageId: known, status: 'delivered' }]);
+      });
+
+      it("does not match a reference to another organization's message", async () => {
+        const foreign = outbound({ orgId: otherOrg });
+        await accept(foreign);
+        await store.claimForSending([foreign.id], t0 + 1, t0 + MINUTE);
+        const { ids, result } = await deliverEvents(sender, [
+          statusEvent('delivered', { reference: foreign.id }, t0 + 90_000),
+        ]);
+        expect(result.unmatched).toEqual(ids);
+        expect((await store.getMessage(otherOrg, foreign.id))?.status).toBe('sending');
+      });
+
+      it('never lowers the status when reports arrive out of order', async () => {
+        const id = await sentMessage(sender, 'SM-ooo');
+        const delivered = await deliverEvents(sender, [
+          statusEvent('delivered', { providerMessageId: 'SM-ooo' }, t0 + 90_000),
+        ]);
+        expect(delivered.result.applied).toEqual([{ messageId: id, status: 'delivered' }]);
+        // The carrier's 'sent' callback, older, arrives after 'delivered'.
+        const late = await deliverEvents(sender, [statusEvent('sent', { providerMessageId: 'SM-ooo' }, t0 + 80_000)]);
+        expect(late.result.applied).toEqual([]);
+        expect(late.result.unmatched).toEqual([]);
+        expect((await store.getMessage(org, id))?.status).toBe('delivered');
+        expect((await store.getHistory(id)).slice(-2)).toMatchObject([
+          { status: 'delivered', applied: true, at: t0 + 90_000 },
+          { status: 'sent', applied: false, at: t0 + 80_000 },
+        ]);
+
+        // Later progress still applies.
+        const read = await deliverEvents(sender, [statusEvent('read', { providerMessageId: 'SM-ooo' }, t0 + 95_000)]);
+        expect(read.result.applied).toEqual([{ messageId: id, status: 'read' }]);
+        expect((await store.getMessage(org, id))?.status).toBe('read');
+      });
+
+      it('orders reports within one batch by rank, not arrival', async () => {
+        const id = await sentMessage(sender, 'SM-batch-ooo');
+        const { result } = await deliverEvents(sender, [
+          statusEvent('delivered', { providerMessageId: 'SM-batch-ooo' }, t0 + 90_000),
+          statusEvent('sent', { providerMessageId: 'SM-batch-ooo' }, t0 + 85_000),
+        ]);
+        expect(result.applied).toEqual([{ messageId: id, status: 'delivered' }]);
+        expect((await store.getMessage(org, id))?.status).toBe('delivered');
+      });
+
+      it("records a repeated 'delivered' with applied=false", async () => {
+        const id = await sentMessage(sender, 'SM-dup');
+        await deliverEvents(sender, [statusEvent('delivered', { providerMessageId: 'SM-dup' }, t0 + 90_000)]);
+        // A second, distinct callback (different key) saying the same thing.
+        const again = await deliverEvents(sender, [
+          statusEvent('delivered', { providerMessageId: 'SM-dup' }, t0 + 91_000),
+        ]);
+        expect(again.result.applied).toEqual([]);
+        const delivered = (await store.getHistory(id)).filter((h) => h.status === 'delivered');
+        expect(delivered.map((h) => h.applied)).toEqual([true, false]);
+      });
+
+      it("creates an inbound message with status 'received'", async () => {
+        const occurredAt = t0 + 5_000;
+        const now = t0 + 6_000;
+        const { result } = await deliverEvents(
+          sender,
+          [
+            {
+              kind: 'inbound',
+              eventKey: 'SM-inbound-77',
+              providerMessageId: 'SM-inbound-77',
+              channel: 'sms',
+              from: '+12025550177',
+              to: '+12025550100',
+              body: 'YES, confirm my appointment',
+              occurredAt,
+            },
+          ],
+          now,
+        );
+        expect(result.inbound).toHaveLength(1);
+        expect(result.unmatched).toEqual([]);
+        const id = result.inbound[0] as string;
+        expect(await store.getMessage(org, id)).toMatchObject({
+          id,
+          orgId: org,
+          direction: 'inbound',
+          channel: 'sms',
+          from: '+12025550177',
+          to: '+12025550100',
+          body: 'YES, confirm my appointment',
+          status: 'received',
+          senderId: sender.id,
+          provider: 'sandbox',
+          providerMessageId: 'SM-inbound-77',
+          createdAt: occurredAt,
+        });
+        expect(await store.getHistory(id)).toMatchObject([{ status: 'received', applied: true, at: occurredAt }]);
+        expect(await store.getMessage(otherOrg, id)).toBeUndefined();
+      });
+    });
+
+    describe('templates, API keys, organizations, senders', () => {
+      it('round-trips templates, scoped to the organization', async () => {
+        const tpl = {
+          id: newId('tpl'),
+          orgId: org,
+          name: 'appointment-reminder',
+          content: {
+            sms: { body: 'Hi {{ name }}, see you at {{ time }}.' },
+            email: { subject: 'Reminder: {{ time }}', body: '<p>Hi {{ name }}</p>' },
+          },
+          createdAt: t0,
+        };
+        await store.createTemplate(tpl);
+        expect(await store.getTemplate(org, tpl.id)).toEqual(tpl);
+        expect(await store.getTemplate(otherOrg, tpl.id)).toBeUndefined();
+        expect(await store.getTemplate(org, newId('tpl'))).toBeUndefined();
+      });
+
+      it('finds API keys by hash', async () => {
+        await createOrg(org);
+        const key = {
+          id: newId('key'),
+          orgId: org,
+          name: 'production',
+          hash: 'sha256:9f86d081884c7d65',
+          createdAt: t0,
+        };
+        await store.createApiKey(key);
+        expect(await store.findApiKeyByHash(key.hash)).toEqual({ id: key.id, orgId: org, name: 'production' });
+        expect(await store.findApiKeyByHash('sha256:0000000000000000')).toBeUndefined();
+      });
+
+      it('counts organizations and finds the first one', async () => {
+        expect(await store.countOrganizations()).toBe(0);
+        expect(await store.firstOrganizationId()).toBeUndefined();
+        await createOrg(otherOrg, t0 + 1000);
+        await createOrg(org, t0);
+        expect(await store.countOrganizations()).toBe(2);
+        expect(await store.firstOrganizationId()).toBe(org);
+      });
+
+      it('round-trips senders, listed per organization by priority', async () => {
+        await createOrg(org);
+        await createOrg(otherOrg);
+        const backup = await createSender(org, { priority: 5, channels: ['sms'], from: null });
+        const primary = await createSender(org, {
+          priority: 1,
+          config: { region: 'us-east-1', nested: { a: [1, 2] } },
+        });
+        const foreign = await createSender(otherOrg);
+        expect(await store.listSenders(org)).toEqual([primary, backup]);
+        expect(await store.listSenders(otherOrg)).toEqual([foreign]);
+        expect(await store.getSender(backup.id)).toEqual(backup);
+        expect(await store.getSender(newId('snd'))).toBeUndefined();
+      });
+
+      it('counts messages by status and answers ping', async () => {
+        const a = outbound();
+        const b = outbound();
+        const c = outbound();
+        await accept(a, b, c);
+        await store.applyCommand(org, a.id, { kind: 'cancel' }, t0 + 1);
+        expect(await store.countByStatus()).toMatchObject({ queued: 2, canceled: 1 });
+        expect(await store.ping()).toBe(true);
+      });
+    });
+  });
+}
