@@ -57,6 +57,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Request lines are not logged (metrics cover them); errors still are.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // Errors the router raises before any route runs (bad percent-encoding, over-long parameters).
+    frameworkErrors: handleError,
     ajv: { customOptions: { strict: false } },
   });
   app.setValidatorCompiler(({ schema, httpPart }) =>
@@ -67,6 +69,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply
       .status(404)
       .send({ error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` } });
+  });
+  // An unknown route is a 404 whatever its body: answer before the body is parsed.
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.is404) {
+      return reply
+        .status(404)
+        .send({
+          error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
+        });
+    }
   });
   app.addSchema(ErrorSchema);
   app.decorateRequest('auth', null as unknown as ApiKeyRecord);

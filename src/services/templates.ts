@@ -12,13 +12,40 @@ import type { MessageStore, Template } from '../ports/store.ts';
 
 type Parsed = Partial<Record<Channel, { body: LiquidTemplate[]; subject?: LiquidTemplate[] }>>;
 
+/**
+ * A Liquid engine safe for tenants' templates: no file access (include/render/layout are rejected when a
+ * template is saved), and limits on render time and memory so a template cannot stall the server.
+ */
+function createLiquid(): Liquid {
+  const liquid = new Liquid({
+    strictVariables: true,
+    strictFilters: true,
+    ownPropertyOnly: true,
+    templates: {},
+    renderLimit: 250,
+    memoryLimit: 10_000_000,
+    parseLimit: 1_000_000,
+  });
+  for (const tag of ['include', 'render', 'layout']) {
+    liquid.registerTag(tag, {
+      parse() {
+        throw new Error(`the '${tag}' tag is not available in message templates`);
+      },
+      render() {
+        return '';
+      },
+    });
+  }
+  return liquid;
+}
+
 export interface TemplateInput {
   name: string;
   channels: Partial<Record<Channel, { body: string; subject?: string }>>;
 }
 
 export class Templates {
-  private readonly liquid = new Liquid({ strictVariables: true, strictFilters: true, ownPropertyOnly: true });
+  private readonly liquid = createLiquid();
   private readonly parsed = new Map<string, { template: Template; parsed: Parsed }>();
 
   constructor(
