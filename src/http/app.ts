@@ -73,11 +73,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // An unknown route is a 404 whatever its body: answer before the body is parsed.
   app.addHook('onRequest', async (request, reply) => {
     if (request.is404) {
-      return reply
-        .status(404)
-        .send({
-          error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
-        });
+      return reply.status(404).send({
+        error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
+      });
     }
   });
   app.addSchema(ErrorSchema);
