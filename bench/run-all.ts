@@ -1,0 +1,596 @@
+/**
+ * `npm run bench [-- echo ingest batch e2e]`: the performance bench. Every server runs as its own child process on a
+ * fresh temp data directory; the load generator (autocannon) runs here, so client and server use different cores.
+ * Prints machine info and a table of figures marked PASS/MISS against their targets, and writes
+ * bench/results/latest.json. It never asserts: the exit code is 0 even when a target is missed (1 only when a
+ * section could not run at all, 2 on bad arguments).
+ *
+ * Environment (all optional):
+ *   BENCH_DURATION=10            seconds per autocannon measurement (echo, ingest, batch)
+ *   BENCH_WARMUP=2               seconds of warm-up before each measurement (not counted)
+ *   BENCH_CONNECTIONS=100        connections for echo and ingest
+ *   BENCH_BATCH_CONNECTIONS=20   connections for batch
+ *   BENCH_BATCH_SIZE=1000        messages per batch (batch and e2e)
+ *   BENCH_E2E_MESSAGES=100000    messages submitted end to end
+ *   BENCH_E2E_CONCURRENCY=4      batches in flight during the e2e submit
+ *   BENCH_E2E_TIMEOUT_S=600      give up waiting for delivery after this long
+ *   BENCH_SANDBOX_DELAY_MS=0     OMNI_SANDBOX_DELAY_MS for the e2e server
+ *   BENCH_CPU_PROF=<dir>         run every server child with `--cpu-prof --cpu-prof-dir=<dir>`
+ * OMNI_SEND_BATCH / OMNI_SEND_CONCURRENCY and other OMNI_* settings are passed through to the servers.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import {
+  cpuMeter,
+  killAllSync,
+  procMemory,
+  RssSampler,
+  type ServerHandle,
+  spawnServer,
+  systemBusySeconds,
+} from './lib/child.ts';
+import { machineInfo, notApplicable, type Row, renderMachine, renderTable, row } from './lib/report.ts';
+
+const SECTIONS = ['echo', 'ingest', 'batch', 'e2e'] as const;
+type Section = (typeof SECTIONS)[number];
+
+const benchDir = dirname(fileURLToPath(import.meta.url));
+const repoDir = resolve(benchDir, '..');
+
+function envInt(name: string, fallback: number, min = 1): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) {
+    console.error(`${name} must be an integer >= ${min} (got '${raw}')`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const settings = {
+  durationS: envInt('BENCH_DURATION', 10),
+  warmupS: envInt('BENCH_WARMUP', 2, 0),
+  connections: envInt('BENCH_CONNECTIONS', 100),
+  batchConnections: envInt('BENCH_BATCH_CONNECTIONS', 20),
+  batchSize: envInt('BENCH_BATCH_SIZE', 1000),
+  e2eMessages: envInt('BENCH_E2E_MESSAGES', 100_000),
+  e2eConcurrency: envInt('BENCH_E2E_CONCURRENCY', 4),
+  e2eTimeoutS: envInt('BENCH_E2E_TIMEOUT_S', 600),
+  sandboxDelayMs: envInt('BENCH_SANDBOX_DELAY_MS', 0, 0),
+  cpuProfDir: process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined,
+  pipelining: 1,
+};
+
+const TARGETS = {
+  ingestRps: { op: '>=', value: 15_000 },
+  ingestP99: { op: '<=', value: 15 },
+  ingestRatio: { op: '>=', value: 0.3 },
+  batchMsgs: { op: '>=', value: 100_000 },
+  e2eMsgs: { op: '>=', value: 5_000 },
+  e2eRss: { op: '<=', value: 400 },
+} as const;
+
+const API_KEY = 'bench_admin_key_0123456789abcdef';
+const AUTH = { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' };
+const SINGLE_BODY = JSON.stringify({ to: '+12025550100', channel: 'sms', body: 'Your code is 123456' });
+const MB = 2 ** 20;
+
+// ---------------------------------------------------------------------------------------------------------------
+
+function productServer(name: string, mode: 'api' | 'start', extraEnv: Record<string, string> = {}) {
+  return spawnServer({
+    name,
+    args: ['src/entry/cli.ts', mode],
+    cwd: repoDir,
+    ...(settings.cpuProfDir ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfDir}`] } : {}),
+    env: ({ port, dataDir }) => ({
+      OMNI_PORT: String(port),
+      OMNI_HOST: '127.0.0.1',
+      OMNI_DATA_DIR: dataDir,
+      OMNI_PUBLIC_URL: `http://127.0.0.1:${port}`,
+      OMNI_BOOTSTRAP_API_KEY: API_KEY,
+      OMNI_LOG_LEVEL: 'warn',
+      ...extraEnv,
+    }),
+  });
+}
+
+function echoServer() {
+  return spawnServer({
+    name: 'echo',
+    args: ['bench/echo-server.ts'],
+    cwd: repoDir,
+    ...(settings.cpuProfDir ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfDir}`] } : {}),
+    env: ({ port }) => ({ ECHO_PORT: String(port), ECHO_HOST: '127.0.0.1' }),
+  });
+}
+
+/** The US numbers +12025550100..+12025550189 (valid, fictional, and not sandbox special destinations). */
+function phone(i: number): string {
+  return `+120255501${String(i % 90).padStart(2, '0')}`;
+}
+
+function batchBody(first: number, size: number): string {
+  const messages = [];
+  for (let i = first; i < first + size; i++) {
+    messages.push({ to: phone(i), channel: 'sms', body: `Your code is ${String(100000 + (i % 900000))}` });
+  }
+  return JSON.stringify({ messages });
+}
+
+interface LoadResult {
+  result: autocannon.Result;
+  /** 2xx responses per second over the measured run. */
+  okPerSec: number;
+  serverCpuCores: number | undefined;
+  clientCpuCores: number;
+  /** CPU used by everything else on the machine during the run (other processes, kernel threads: noise), in cores. */
+  otherCpuCores: number | undefined;
+  serverRssMB: number | undefined;
+}
+
+/** A warm-up run (discarded), then the measured run, with the server's and our own CPU use measured. */
+async function load(
+  server: ServerHandle,
+  path: string,
+  opts: Omit<autocannon.Options, 'url' | 'duration'>,
+  beforeMeasure?: () => Promise<void>,
+): Promise<LoadResult> {
+  // autocannon takes the path from the URL (a top-level `path` option is ignored).
+  const base: autocannon.Options = { url: `${server.url}${path}`, pipelining: settings.pipelining, ...opts };
+  if (settings.warmupS > 0) await autocannon({ ...base, duration: settings.warmupS });
+  await beforeMeasure?.();
+  const server0 = cpuMeter(server.pid);
+  const client0 = process.cpuUsage();
+  const system0 = systemBusySeconds();
+  const t0 = performance.now();
+  const result = await autocannon({ ...base, duration: settings.durationS });
+  const wallS = (performance.now() - t0) / 1000;
+  const client = process.cpuUsage(client0);
+  const serverCpuCores = server0.stop();
+  const system1 = systemBusySeconds();
+  const clientCpuCores = (client.user + client.system) / 1e6 / wallS;
+  const otherCpuCores =
+    system0 === undefined || system1 === undefined || serverCpuCores === undefined
+      ? undefined
+      : Math.max(0, (system1 - system0) / wallS - serverCpuCores - clientCpuCores);
+  if (server.exited()) throw new Error(`${server.name} server died during the run:\n${server.logTail()}`);
+  const mem = procMemory(server.pid);
+  return {
+    result,
+    okPerSec: result['2xx'] / (result.duration || settings.durationS),
+    serverCpuCores,
+    clientCpuCores,
+    otherCpuCores,
+    serverRssMB: mem ? mem.hwm / MB : undefined,
+  };
+}
+
+function failures(r: autocannon.Result): { count: number; note: string } {
+  const codes = Object.entries(r.statusCodeStats)
+    .filter(([code]) => !code.startsWith('2'))
+    .map(([code, s]) => `${code}×${s.count}`);
+  const parts = [...codes];
+  if (r.errors) parts.push(`errors×${r.errors}`);
+  if (r.timeouts) parts.push(`timeouts×${r.timeouts}`);
+  return { count: r.non2xx + r.errors, note: parts.join(', ') };
+}
+
+function loadRows(section: string, l: LoadResult): Row[] {
+  const f = failures(l.result);
+  return [
+    row(section, 'non-2xx responses + socket errors', f.count, '', undefined, f.note || undefined),
+    row(section, 'server CPU (1.00 = one core busy)', l.serverCpuCores, 'cores'),
+    row(section, 'client CPU (autocannon, this process)', l.clientCpuCores, 'cores'),
+    row(section, 'rest of machine CPU (other processes, kernel)', l.otherCpuCores, 'cores'),
+    row(section, 'server peak RSS', l.serverRssMB, 'MB'),
+  ];
+}
+
+async function scrape(url: string): Promise<Map<string, number>> {
+  const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(30_000) });
+  if (!res.ok) throw new Error(`GET /metrics: ${res.status}`);
+  const text = await res.text();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const sp = line.lastIndexOf(' ');
+    out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
+  }
+  return out;
+}
+
+function sumMetric(m: Map<string, number>, name: string): number {
+  let total = 0;
+  for (const [k, v] of m) if (k === name || k.startsWith(`${name}{`)) total += v;
+  return total;
+}
+
+function byLabel(m: Map<string, number>, name: string, label: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  const re = new RegExp(`^${name}\\{.*${label}="([^"]*)"`);
+  for (const [k, v] of m) {
+    const hit = re.exec(k);
+    if (hit?.[1] !== undefined) out[hit[1]] = v;
+  }
+  return out;
+}
+
+async function post(url: string, path: string, body: string): Promise<{ status: number; json: unknown }> {
+  const res = await fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: AUTH,
+    body,
+    signal: AbortSignal.timeout(60_000),
+  });
+  const text = await res.text();
+  let json: unknown = text;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // keep the text
+  }
+  return { status: res.status, json };
+}
+
+// --- sections --------------------------------------------------------------------------------------------------
+
+interface Context {
+  rows: Row[];
+  raw: Record<string, unknown>;
+  echoRps?: number;
+}
+
+async function benchEcho(ctx: Context): Promise<void> {
+  const server = await echoServer();
+  try {
+    const l = await load(server, '/echo', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ hello: 'world', n: 42 }),
+      connections: settings.connections,
+    });
+    ctx.echoRps = l.okPerSec;
+    const r = l.result;
+    ctx.rows.push(
+      row('echo', `req/s (2xx, ${settings.connections} conns)`, l.okPerSec, 'req/s'),
+      row('echo', 'latency p50', r.latency.p50, 'ms'),
+      row('echo', 'latency p99', r.latency.p99, 'ms'),
+      ...loadRows('echo', l),
+    );
+    ctx.raw.echo = summary(l);
+  } finally {
+    await server.stop();
+  }
+}
+
+async function benchIngest(ctx: Context): Promise<void> {
+  const server = await productServer('ingest', 'api');
+  try {
+    const probe = await post(server.url, '/v1/messages', SINGLE_BODY);
+    if (probe.status !== 202)
+      throw new Error(`POST /v1/messages answered ${probe.status}: ${JSON.stringify(probe.json)}`);
+    const l = await load(server, '/v1/messages', {
+      method: 'POST',
+      headers: AUTH,
+      body: SINGLE_BODY,
+      connections: settings.connections,
+    });
+    const r = l.result;
+    ctx.rows.push(
+      row(
+        'ingest',
+        `POST /v1/messages req/s (2xx, ${settings.connections} conns)`,
+        l.okPerSec,
+        'req/s',
+        TARGETS.ingestRps,
+      ),
+      row('ingest', 'latency p50', r.latency.p50, 'ms'),
+      row('ingest', 'latency p99', r.latency.p99, 'ms', TARGETS.ingestP99),
+      ctx.echoRps
+        ? row('ingest', 'ratio product / echo req/s', l.okPerSec / ctx.echoRps, 'x', TARGETS.ingestRatio)
+        : notApplicable('ingest', 'ratio product / echo req/s', 'x', TARGETS.ingestRatio, 'run the echo section too'),
+      ...loadRows('ingest', l),
+    );
+    ctx.raw.ingest = summary(l);
+  } finally {
+    await server.stop();
+  }
+}
+
+async function benchBatch(ctx: Context): Promise<void> {
+  const size = settings.batchSize;
+  const server = await productServer('batch', 'api');
+  try {
+    // Sixteen different batches, cycled by every connection; each one is checked to be accepted in full first.
+    const bodies = Array.from({ length: 16 }, (_, i) => batchBody(i * size, size));
+    const probe = await post(server.url, '/v1/messages/batch', bodies[0] ?? '');
+    const items = (probe.json as { items?: { id?: string; error?: unknown }[] }).items;
+    const rejected = items?.filter((it) => !it.id) ?? [];
+    if (probe.status !== 200 || items?.length !== size || rejected.length > 0)
+      throw new Error(
+        `POST /v1/messages/batch answered ${probe.status}; ${rejected.length} item(s) rejected: ${JSON.stringify(rejected[0] ?? probe.json).slice(0, 300)}`,
+      );
+    let before = 0;
+    const l = await load(
+      server,
+      '/v1/messages/batch',
+      {
+        method: 'POST',
+        headers: AUTH,
+        requests: bodies.map((body) => ({ body })),
+        connections: settings.batchConnections,
+        timeout: 60,
+      },
+      async () => {
+        before = sumMetric(await scrape(server.url), 'omni_messages_accepted_total');
+      },
+    );
+    const after = sumMetric(await scrape(server.url), 'omni_messages_accepted_total');
+    const r = l.result;
+    // The server's counter also includes batches the warm-up left in flight and those cut off at the end.
+    const counted = (after - before) / (r.duration || settings.durationS);
+    ctx.rows.push(
+      row(
+        'batch',
+        `accepted msgs/s (${size}/batch × 2xx/s, ${settings.batchConnections} conns)`,
+        l.okPerSec * size,
+        'msg/s',
+        TARGETS.batchMsgs,
+      ),
+      row('batch', 'batches/s (2xx)', l.okPerSec, 'req/s'),
+      row('batch', 'latency per batch p50', r.latency.p50, 'ms'),
+      row('batch', 'latency per batch p99', r.latency.p99, 'ms'),
+      row('batch', 'accepted msgs/s (server counter)', counted, 'msg/s'),
+      ...loadRows('batch', l),
+    );
+    ctx.raw.batch = { ...summary(l), acceptedCounterPerSec: counted };
+  } finally {
+    await server.stop();
+  }
+}
+
+async function benchE2e(ctx: Context): Promise<void> {
+  const total = settings.e2eMessages;
+  const size = Math.min(settings.batchSize, total);
+  const bodies: string[] = [];
+  for (let first = 0; first < total; first += size) bodies.push(batchBody(first, Math.min(size, total - first)));
+
+  const server = await productServer('e2e', 'start', { OMNI_SANDBOX_DELAY_MS: String(settings.sandboxDelayMs) });
+  const rss = new RssSampler(server.pid, 200);
+  const cpu = cpuMeter(server.pid);
+  const system0 = systemBusySeconds();
+  const client0 = process.cpuUsage();
+  const log = (msg: string) => console.error(`  [e2e] ${msg}`);
+  try {
+    let accepted = 0;
+    let rejected = 0;
+    let submitDoneAt: number | undefined;
+    const t0 = performance.now();
+    const elapsed = () => (performance.now() - t0) / 1000;
+
+    // Submit: `e2eConcurrency` batches in flight.
+    let next = 0;
+    const submitter = async () => {
+      while (next < bodies.length) {
+        const body = bodies[next++] ?? '';
+        const res = await post(server.url, '/v1/messages/batch', body);
+        const items = (res.json as { items?: { id?: string }[] }).items;
+        if (res.status !== 200 || !items) throw new Error(`batch answered ${res.status}: ${JSON.stringify(res.json)}`);
+        for (const it of items) if (it.id) accepted++;
+        rejected += items.length - items.filter((it) => it.id).length;
+      }
+    };
+    const submitting = Promise.all(Array.from({ length: settings.e2eConcurrency }, submitter)).then(() => {
+      submitDoneAt = elapsed();
+      log(
+        `submitted ${accepted.toLocaleString('en-US')} accepted (${rejected} rejected) in ${submitDoneAt.toFixed(2)} s`,
+      );
+    });
+    let submitError: unknown;
+    submitting.catch((err) => {
+      submitError = err;
+    });
+
+    // Poll the delivered gauge until every message is delivered (or time runs out).
+    let delivered = 0;
+    let deliveredAt: number | undefined;
+    let statuses: Record<string, number> = {};
+    let queues: Record<string, number> = {};
+    let lastLog = 0;
+    const deadline = settings.e2eTimeoutS;
+    while (elapsed() < deadline) {
+      const tick = performance.now();
+      if (submitError) throw submitError;
+      if (server.exited()) throw new Error(`e2e server died:\n${server.logTail()}`);
+      try {
+        const m = await scrape(server.url);
+        statuses = byLabel(m, 'omni_messages', 'status');
+        queues = byLabel(m, 'omni_queue_jobs', 'queue');
+        delivered = statuses.delivered ?? 0;
+      } catch (err) {
+        log(`metrics scrape failed: ${(err as Error).message}`);
+      }
+      if (submitDoneAt !== undefined && delivered >= accepted) {
+        deliveredAt = elapsed();
+        break;
+      }
+      if (elapsed() - lastLog >= 5) {
+        lastLog = elapsed();
+        log(
+          `${lastLog.toFixed(0).padStart(4)} s: accepted ${accepted.toLocaleString('en-US')}, delivered ${delivered.toLocaleString('en-US')}, statuses ${JSON.stringify(statuses)}, queues ${JSON.stringify(queues)}`,
+        );
+      }
+      await sleep(Math.max(0, 200 - (performance.now() - tick)));
+    }
+    await submitting.catch(() => undefined);
+    const serverCpu = cpu.stop();
+    const system1 = systemBusySeconds();
+    const client = process.cpuUsage(client0);
+    const otherCpu =
+      system0 === undefined || system1 === undefined || serverCpu === undefined
+        ? undefined
+        : Math.max(0, (system1 - system0) / elapsed() - serverCpu - (client.user + client.system) / 1e6 / elapsed());
+    const peakRss = rss.stop() / MB;
+
+    const done = deliveredAt !== undefined && accepted === total;
+    const wall = deliveredAt ?? elapsed();
+    let note: string | undefined;
+    if (deliveredAt === undefined)
+      note = `TIMEOUT after ${deadline} s: ${delivered.toLocaleString('en-US')} of ${accepted.toLocaleString('en-US')} delivered; statuses ${JSON.stringify(statuses)}`;
+    else if (!done) note = `only ${accepted} of ${total} accepted (${rejected} rejected)`;
+    log(
+      deliveredAt !== undefined
+        ? `all ${delivered.toLocaleString('en-US')} delivered after ${deliveredAt.toFixed(2)} s`
+        : (note ?? ''),
+    );
+    ctx.rows.push(
+      row(
+        'e2e',
+        `delivered msgs/s (${total.toLocaleString('en-US')} msgs, first submit → last delivered)`,
+        done ? total / wall : deliveredAt === undefined ? delivered / wall : undefined,
+        'msg/s',
+        TARGETS.e2eMsgs,
+        note,
+      ),
+      row('e2e', 'server peak RSS (VmRSS every 200 ms, VmHWM)', peakRss, 'MB', TARGETS.e2eRss),
+      row('e2e', 'time to submit all (batches via HTTP)', submitDoneAt, 's'),
+      row('e2e', 'submit rate (accepted msgs/s)', submitDoneAt ? accepted / submitDoneAt : undefined, 'msg/s'),
+      row('e2e', 'time to last delivered', deliveredAt, 's'),
+      row('e2e', 'server CPU, whole run (1.00 = one core busy)', serverCpu, 'cores'),
+      row('e2e', 'rest of machine CPU (other processes, kernel)', otherCpu, 'cores'),
+    );
+    ctx.raw.e2e = {
+      messages: total,
+      accepted,
+      rejected,
+      submitSeconds: submitDoneAt,
+      deliveredSeconds: deliveredAt,
+      delivered,
+      finalStatuses: statuses,
+      finalQueues: queues,
+      peakRssMB: peakRss,
+      serverCpuCores: serverCpu,
+      otherCpuCores: otherCpu,
+      sandboxDelayMs: settings.sandboxDelayMs,
+    };
+  } finally {
+    rss.stop();
+    await server.stop();
+  }
+}
+
+function summary(l: LoadResult) {
+  const r = l.result;
+  return {
+    okPerSec: l.okPerSec,
+    requestsAverage: r.requests.average,
+    latencyMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max, mean: r.latency.mean },
+    responses2xx: r['2xx'],
+    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    statusCodes: Object.fromEntries(Object.entries(r.statusCodeStats).map(([k, v]) => [k, v.count])),
+    durationS: r.duration,
+    serverCpuCores: l.serverCpuCores,
+    clientCpuCores: l.clientCpuCores,
+    otherCpuCores: l.otherCpuCores,
+    serverRssMB: l.serverRssMB,
+  };
+}
+
+// --- main ------------------------------------------------------------------------------------------------------
+
+const RUNNERS: Record<Section, (ctx: Context) => Promise<void>> = {
+  echo: benchEcho,
+  ingest: benchIngest,
+  batch: benchBatch,
+  e2e: benchE2e,
+};
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2).filter((a) => a !== '--');
+  const unknown = args.filter((a) => !(SECTIONS as readonly string[]).includes(a));
+  if (unknown.length) {
+    console.error(`unknown section(s): ${unknown.join(', ')}\nusage: npm run bench [-- ${SECTIONS.join(' ')}]`);
+    return 2;
+  }
+  const selected = SECTIONS.filter((s) => args.length === 0 || args.includes(s));
+
+  const machine = machineInfo(repoDir);
+  console.log('Omnichannel bench\n');
+  console.log(renderMachine(machine));
+  console.log(
+    `Settings duration ${settings.durationS} s (+${settings.warmupS} s warm-up), ${settings.connections} conns (batch ${settings.batchConnections}), pipelining ${settings.pipelining}, batch ${settings.batchSize}, e2e ${settings.e2eMessages.toLocaleString('en-US')} msgs × ${settings.e2eConcurrency} in flight, sandbox delay ${settings.sandboxDelayMs} ms`,
+  );
+  console.log(`Sections ${selected.join(' ')}\n`);
+
+  const ctx: Context = { rows: [], raw: {} };
+  const errors: Record<string, string> = {};
+  const started = new Date();
+  for (const s of selected) {
+    const t = performance.now();
+    console.error(`» ${s} …`);
+    try {
+      await RUNNERS[s](ctx);
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      errors[s] = msg;
+      console.error(`  ${s} failed: ${msg}`);
+      ctx.rows.push(row(s, 'section failed', undefined, '', { op: '>=', value: 0 }, msg.split('\n')[0]));
+    }
+    console.error(`  ${s} done in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  }
+
+  console.log(`\n${renderTable(ctx.rows)}\n`);
+  const misses = ctx.rows.filter((r) => r.verdict === 'MISS').length;
+  const passes = ctx.rows.filter((r) => r.verdict === 'PASS').length;
+  console.log(`${passes} PASS, ${misses} MISS`);
+  const noise = ctx.rows.filter((r) => r.metric.startsWith('rest of machine CPU') && (r.value ?? 0) > 0.25);
+  if (noise.length > 0)
+    console.log(
+      `WARNING: other work on the machine used up to ${Math.max(...noise.map((r) => r.value ?? 0)).toFixed(2)} cores during ${noise.map((r) => r.section).join(', ')}; on a busy machine those figures read low.`,
+    );
+
+  const out = join(benchDir, 'results', 'latest.json');
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(
+    out,
+    `${JSON.stringify({ startedAt: started.toISOString(), machine, settings, sections: selected, rows: ctx.rows, raw: ctx.raw, errors }, null, 2)}\n`,
+  );
+  // Written in the shape `biome check bench` expects, so the file can be committed as is.
+  try {
+    execFileSync(process.execPath, [join(repoDir, 'node_modules/@biomejs/biome/bin/biome'), 'format', '--write', out], {
+      stdio: 'ignore',
+    });
+  } catch {
+    // formatting is cosmetic
+  }
+  console.log(`results written to ${out}`);
+  return Object.keys(errors).length > 0 ? 1 : 0;
+}
+
+process.on('exit', killAllSync);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    killAllSync();
+    process.exit(130);
+  });
+}
+
+main().then(
+  (code) => {
+    killAllSync();
+    process.exit(code);
+  },
+  (err) => {
+    console.error(err);
+    killAllSync();
+    process.exit(1);
+  },
+);
