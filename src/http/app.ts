@@ -71,19 +71,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       .send({ error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` } });
   });
   // An unknown route is a 404 whatever its body: answer before the body is parsed.
-  app.addHook('onRequest', async (request, reply) => {
-    if (request.is404) {
-      return reply.status(404).send({
-        error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
-      });
-    }
+  app.addHook('onRequest', (request, reply, next) => {
+    if (!request.is404) return next();
+    reply.status(404).send({
+      error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
+    });
   });
   app.addSchema(ErrorSchema);
   app.decorateRequest('auth', null as unknown as ApiKeyRecord);
   if (deps.onRequestDone) {
     const done = deps.onRequestDone;
-    app.addHook('onResponse', async (request, reply) => {
+    app.addHook('onResponse', (request, reply, next) => {
       done(request.routeOptions.url ?? 'unknown', request.method, reply.statusCode, reply.elapsedTime / 1000);
+      next();
     });
   }
 

@@ -1,6 +1,6 @@
 /**
- * API keys: `omni_sk_` followed by 32 random bytes (base64url). Only a SHA-256 of a key is stored; verified
- * keys are cached by hash so a request costs one hash, not a query.
+ * API keys: `omni_sk_` followed by 32 random bytes (base64url). Only a SHA-256 of a key is stored; keys seen
+ * valid are cached in memory (this process only) so a request costs a map lookup, not a hash and a query.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { AuthenticationError } from '../domain/errors.ts';
@@ -30,13 +30,12 @@ export class ApiKeyAuth {
       throw new AuthenticationError('invalid_authorization', "the Authorization header must be 'Bearer <key>'", {
         field: 'Authorization',
       });
-    const hash = hashApiKey(m[1]);
-    const cached = this.cache.get(hash);
+    const cached = this.cache.get(m[1]);
     if (cached) return cached;
-    const rec = await this.store.findApiKeyByHash(hash);
+    const rec = await this.store.findApiKeyByHash(hashApiKey(m[1]));
     if (!rec) throw new AuthenticationError('invalid_api_key', 'the API key is not valid', { field: 'Authorization' });
     if (this.cache.size > 10_000) this.cache.clear();
-    this.cache.set(hash, rec);
+    this.cache.set(m[1], rec);
     return rec;
   }
 }

@@ -25,7 +25,7 @@ export function openSqlite(path: string, opts: { synchronous?: 'NORMAL' | 'FULL'
   db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
-  db.pragma('cache_size = -65536');
+  db.pragma('cache_size = -16384');
   db.pragma('temp_store = MEMORY');
   const cache = new Map<string, Database.Statement>();
   const stmt = (sql: string): Database.Statement => {
