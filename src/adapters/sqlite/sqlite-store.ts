@@ -120,7 +120,6 @@ export class SqliteStore implements MessageStore {
     const outcomes = h.db.transaction((): AcceptOutcome[] => {
       const out: AcceptOutcome[] = new Array(messages.length);
       const msgRows: unknown[][] = [];
-      const histRows: unknown[][] = [];
       const jobRows: unknown[][] = [];
       const idem = h.stmt(
         'INSERT INTO idempotency_keys (org_id, key, request_hash, response, created_at) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING',
@@ -159,17 +158,17 @@ export class SqliteStore implements MessageStore {
           m.createdAt,
           m.createdAt,
         ]);
-        histRows.push([
-          m.id,
-          status,
-          m.createdAt,
-          1,
-          status === 'scheduled' ? JSON.stringify({ sendAt: m.sendAt }) : null,
-        ]);
         jobRows.push(jobRow(jobs[i] as NewJob));
       }
+      // The first history entry of each new message is derived from its row in SQL (rows inserted in this
+      // transaction have the highest rowids), which saves binding five values per message.
+      const lastRowid = h.stmt('SELECT coalesce(max(rowid), 0) FROM messages').pluck().get() as number;
       insertRows(h, 'messages', MESSAGE_COLS, msgRows);
-      insertRows(h, 'message_history', HISTORY_COLS, histRows);
+      h.stmt(
+        `INSERT INTO message_history (message_id, status, at, applied, detail)
+         SELECT id, status, created_at, 1, CASE WHEN status = 'scheduled' THEN json_object('sendAt', send_at) END
+         FROM messages WHERE rowid > ? ORDER BY rowid`,
+      ).run(lastRowid);
       insertRows(h, 'jobs', JOB_COLS, jobRows, ' ON CONFLICT DO NOTHING');
       return out;
     })();
