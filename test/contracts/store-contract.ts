@@ -204,6 +204,24 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
         });
       });
 
+      it('writes whatever jobs it is given, not only canonical send jobs', async () => {
+        const a = outbound({});
+        const b = outbound({ sendAt: Date.now() + 60 * MINUTE });
+        const runAt = Date.now() - 1000;
+        const custom: NewJob[] = [
+          { id: 'custom-a', queue: 'other', payload: JSON.stringify({ m: a.id }), orgId: org, priority: 2, runAt },
+          { id: 'custom-b', queue: 'other', payload: JSON.stringify({ m: b.id }), orgId: null, priority: 0, runAt },
+        ];
+        await store.acceptMessages([a, b], custom);
+        expect(await queue.claim(SEND_QUEUE, 10, MINUTE)).toEqual([]);
+        const claimed = await queue.claim('other', 10, MINUTE);
+        expect(claimed.map((j) => [j.id, j.payload, j.orgId, j.priority])).toEqual([
+          ['custom-b', JSON.stringify({ m: b.id }), null, 0],
+          ['custom-a', JSON.stringify({ m: a.id }), org, 2],
+        ]);
+        expect((await store.getHistory(b.id))[0]?.status).toBe('scheduled');
+      });
+
       it('keeps email subject, sender identity and template reference', async () => {
         const tpl = newId('tpl');
         const m = outbound({

@@ -96,6 +96,35 @@ export function toMessage(r: MessageRow): MessageRecord {
   };
 }
 
+/**
+ * When each job is `{id: prefix + message id, payload: message id, org, priority, runAt: sendAt ?? createdAt}` on
+ * one queue (the send jobs the accept service makes), returns that prefix and queue.
+ */
+function derivableJobs(
+  messages: readonly NewMessage[],
+  jobs: readonly NewJob[],
+): { prefix: string; queue: string } | undefined {
+  const first = jobs[0];
+  const m0 = messages[0];
+  if (!first || !m0 || !first.id.endsWith(m0.id)) return undefined;
+  const prefix = first.id.slice(0, first.id.length - m0.id.length);
+  for (let i = 0; i < jobs.length; i++) {
+    const j = jobs[i] as NewJob;
+    const m = messages[i] as NewMessage;
+    if (
+      j.queue !== first.queue ||
+      j.id !== prefix + m.id ||
+      j.payload !== m.id ||
+      j.orgId !== m.orgId ||
+      j.priority !== m.priority ||
+      j.runAt !== (m.sendAt ?? m.createdAt)
+    ) {
+      return undefined;
+    }
+  }
+  return { prefix, queue: first.queue };
+}
+
 export function jobRow(j: NewJob): unknown[] {
   return [j.id, j.queue, j.priority, j.runAt, j.orgId, j.payload];
 }
@@ -169,7 +198,17 @@ export class SqliteStore implements MessageStore {
          SELECT id, status, created_at, 1, CASE WHEN status = 'scheduled' THEN json_object('sendAt', send_at) END
          FROM messages WHERE rowid > ? ORDER BY rowid`,
       ).run(lastRowid);
-      insertRows(h, 'jobs', JOB_COLS, jobRows, ' ON CONFLICT DO NOTHING');
+      const derived = derivableJobs(messages, jobs);
+      if (derived) {
+        // Every job is the message's canonical send job: derive those rows in SQL as well.
+        h.stmt(
+          `INSERT INTO jobs (id, queue, priority, run_at, org_id, payload)
+           SELECT ? || id, ?, priority, coalesce(send_at, created_at), org_id, id FROM messages WHERE rowid > ? ORDER BY rowid
+           ON CONFLICT DO NOTHING`,
+        ).run(derived.prefix, derived.queue, lastRowid);
+      } else {
+        insertRows(h, 'jobs', JOB_COLS, jobRows, ' ON CONFLICT DO NOTHING');
+      }
       return out;
     })();
     const queues = new Set(jobs.map((j) => j.queue));
