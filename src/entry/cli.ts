@@ -2,8 +2,8 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { migrateToLatest } from '../adapters/sql/migrations.ts';
 import { openSqlite } from '../adapters/sqlite/database.ts';
-import { migrateToLatest } from '../adapters/sqlite/migrations.ts';
 import { loadConfig } from './config.ts';
 import { type Mode, startRuntime } from './runtime.ts';
 

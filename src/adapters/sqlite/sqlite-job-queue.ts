@@ -4,28 +4,9 @@
  */
 import { newId } from '../../domain/ids.ts';
 import type { DeadLetter, Job, JobQueue, NewJob } from '../../ports/queue.ts';
+import { type DeadLetterRow, type JobRow, toDeadLetter, toJob } from '../sql/rows.ts';
 import { insertRows, type SqliteHandle } from './database.ts';
 import { JOB_COLS, jobRow } from './sqlite-store.ts';
-
-interface JobRow {
-  id: string;
-  queue: string;
-  priority: number;
-  run_at: number;
-  attempts: number;
-  org_id: string | null;
-  payload: string;
-}
-
-const toJob = (r: JobRow): Job => ({
-  id: r.id,
-  queue: r.queue,
-  priority: r.priority,
-  runAt: r.run_at,
-  attempts: r.attempts,
-  orgId: r.org_id,
-  payload: r.payload,
-});
 
 export class SqliteJobQueue implements JobQueue {
   constructor(
@@ -78,26 +59,8 @@ export class SqliteJobQueue implements JobQueue {
   async listDeadLetters(orgId: string, opts: { limit: number; cursor?: string }): Promise<DeadLetter[]> {
     const rows = this.h
       .stmt('SELECT * FROM dead_letters WHERE org_id = ? AND id < ? ORDER BY id DESC LIMIT ?')
-      .all(orgId, opts.cursor ?? '\uffff', opts.limit) as {
-      id: string;
-      job_id: string;
-      org_id: string | null;
-      queue: string;
-      payload: string;
-      attempts: number;
-      error: string;
-      created_at: number;
-    }[];
-    return rows.map((r) => ({
-      id: r.id,
-      jobId: r.job_id,
-      orgId: r.org_id,
-      queue: r.queue,
-      payload: r.payload,
-      attempts: r.attempts,
-      error: r.error,
-      createdAt: r.created_at,
-    }));
+      .all(orgId, opts.cursor ?? '\uffff', opts.limit) as DeadLetterRow[];
+    return rows.map(toDeadLetter);
   }
 
   async depth(): Promise<Record<string, number>> {

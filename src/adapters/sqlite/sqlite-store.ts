@@ -4,7 +4,6 @@
  * group of requests shares one commit.
  */
 import type { Kysely } from 'kysely';
-import type { Channel } from '../../domain/channels.ts';
 import { applyStatusEvent, type MessageStatus, type StatusEvent } from '../../domain/message-status.ts';
 import type { CarrierEvent, SenderRecord } from '../../ports/carrier.ts';
 import type { NewJob } from '../../ports/queue.ts';
@@ -21,6 +20,7 @@ import type {
   StoredCarrierEvent,
   Template,
 } from '../../ports/store.ts';
+import { json, type MessageRow, type SenderRow, toMessage, toSender } from '../sql/rows.ts';
 import { insertRows, type SqliteHandle } from './database.ts';
 
 const MESSAGE_COLS = [
@@ -42,59 +42,6 @@ const MESSAGE_COLS = [
 ] as const;
 const HISTORY_COLS = ['message_id', 'status', 'at', 'applied', 'detail'] as const;
 export const JOB_COLS = ['id', 'queue', 'priority', 'run_at', 'org_id', 'payload'] as const;
-
-interface MessageRow {
-  id: string;
-  org_id: string;
-  direction: 'outbound' | 'inbound';
-  channel: Channel;
-  recipient: string;
-  from_address: string | null;
-  status: MessageStatus;
-  body: string | null;
-  subject: string | null;
-  template_id: string | null;
-  metadata: string | null;
-  sender_id: string | null;
-  provider: string | null;
-  provider_message_id: string | null;
-  attempts: number;
-  send_at: number | null;
-  priority: number;
-  error_code: string | null;
-  error_class: string | null;
-  error_message: string | null;
-  cost: number | null;
-  created_at: number;
-  updated_at: number;
-}
-
-export function toMessage(r: MessageRow): MessageRecord {
-  return {
-    id: r.id,
-    orgId: r.org_id,
-    direction: r.direction,
-    channel: r.channel,
-    to: r.recipient,
-    from: r.from_address,
-    status: r.status,
-    body: r.body,
-    subject: r.subject,
-    templateId: r.template_id,
-    metadata: r.metadata === null ? null : (JSON.parse(r.metadata) as Record<string, unknown>),
-    senderId: r.sender_id,
-    provider: r.provider,
-    providerMessageId: r.provider_message_id,
-    attempts: r.attempts,
-    sendAt: r.send_at,
-    priority: r.priority,
-    error:
-      r.error_code === null ? null : { code: r.error_code, class: r.error_class ?? '', message: r.error_message ?? '' },
-    cost: r.cost,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
 
 /**
  * When each job is `{id: prefix + message id, payload: message id, org, priority, runAt: sendAt ?? createdAt}` on
@@ -127,10 +74,6 @@ function derivableJobs(
 
 export function jobRow(j: NewJob): unknown[] {
   return [j.id, j.queue, j.priority, j.runAt, j.orgId, j.payload];
-}
-
-function json(v: unknown): string | null {
-  return v === null || v === undefined ? null : JSON.stringify(v);
 }
 
 export class SqliteStore implements MessageStore {
@@ -591,26 +534,4 @@ export class SqliteStore implements MessageStore {
   async close(): Promise<void> {
     this.h.close();
   }
-}
-
-interface SenderRow {
-  id: string;
-  org_id: string;
-  provider: string;
-  config: string;
-  channels: string;
-  from_address: string | null;
-  priority: number;
-}
-
-function toSender(r: SenderRow): SenderRecord {
-  return {
-    id: r.id,
-    orgId: r.org_id,
-    provider: r.provider,
-    config: JSON.parse(r.config) as Record<string, unknown>,
-    channels: JSON.parse(r.channels) as Channel[],
-    from: r.from_address,
-    priority: r.priority,
-  };
 }

@@ -1,22 +1,58 @@
 /**
  * Schema migrations, written with Kysely's schema builder so one source serves SQLite and PostgreSQL.
  * Timestamps are integers (milliseconds since the epoch); JSON is stored as text.
+ *
+ * Where the dialects differ (see `types`): identifiers are `text collate "C"` on PostgreSQL so ordering and the
+ * `before` cursors compare bytes like SQLite does, whatever the database's collation; the carrier event id is an
+ * identity column; a cost is `double precision` (SQLite's `real` is already 8 bytes); and history rows get a
+ * `seq` identity column on PostgreSQL (SQLite orders them by rowid). The SQLite schema is unchanged by this.
  */
-import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import {
+  type ColumnDataType,
+  type Expression,
+  type Kysely,
+  type Migration,
+  type MigrationProvider,
+  Migrator,
+  PostgresAdapter,
+  SqliteAdapter,
+  sql,
+} from 'kysely';
+
+export type SqlDialect = 'sqlite' | 'postgres';
+
+/** The dialect of a Kysely instance, from its adapter. */
+export function dialectOf(db: Kysely<unknown>): SqlDialect {
+  const adapter = db.getExecutor().adapter;
+  if (adapter instanceof PostgresAdapter) return 'postgres';
+  if (adapter instanceof SqliteAdapter) return 'sqlite';
+  throw new Error(`unsupported database dialect: ${adapter.constructor.name}`);
+}
+
+type DataTypeExpression = ColumnDataType | Expression<unknown>;
+
+function typesFor(dialect: SqlDialect): { id: DataTypeExpression; float: DataTypeExpression } {
+  return dialect === 'postgres'
+    ? { id: sql`text collate "C"`, float: 'double precision' }
+    : { id: 'text', float: 'real' };
+}
 
 const migrations: Record<string, Migration> = {
   '0001_core': {
     async up(db: Kysely<unknown>) {
+      const dialect = dialectOf(db);
+      const pg = dialect === 'postgres';
+      const t = typesFor(dialect);
       await db.schema
         .createTable('organizations')
-        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('id', t.id, (c) => c.primaryKey())
         .addColumn('name', 'text', (c) => c.notNull())
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
       await db.schema
         .createTable('api_keys')
-        .addColumn('id', 'text', (c) => c.primaryKey())
-        .addColumn('org_id', 'text', (c) => c.notNull().references('organizations.id'))
+        .addColumn('id', t.id, (c) => c.primaryKey())
+        .addColumn('org_id', t.id, (c) => c.notNull().references('organizations.id'))
         .addColumn('name', 'text', (c) => c.notNull())
         .addColumn('hash', 'text', (c) => c.notNull().unique())
         .addColumn('created_at', 'bigint', (c) => c.notNull())
@@ -24,8 +60,8 @@ const migrations: Record<string, Migration> = {
         .execute();
       await db.schema
         .createTable('senders')
-        .addColumn('id', 'text', (c) => c.primaryKey())
-        .addColumn('org_id', 'text', (c) => c.notNull().references('organizations.id'))
+        .addColumn('id', t.id, (c) => c.primaryKey())
+        .addColumn('org_id', t.id, (c) => c.notNull().references('organizations.id'))
         .addColumn('provider', 'text', (c) => c.notNull())
         .addColumn('config', 'text', (c) => c.notNull())
         .addColumn('channels', 'text', (c) => c.notNull())
@@ -35,8 +71,8 @@ const migrations: Record<string, Migration> = {
         .execute();
       await db.schema
         .createTable('messages')
-        .addColumn('id', 'text', (c) => c.primaryKey())
-        .addColumn('org_id', 'text', (c) => c.notNull())
+        .addColumn('id', t.id, (c) => c.primaryKey())
+        .addColumn('org_id', t.id, (c) => c.notNull())
         .addColumn('direction', 'text', (c) => c.notNull())
         .addColumn('channel', 'text', (c) => c.notNull())
         .addColumn('recipient', 'text', (c) => c.notNull())
@@ -44,9 +80,9 @@ const migrations: Record<string, Migration> = {
         .addColumn('status', 'text', (c) => c.notNull())
         .addColumn('body', 'text')
         .addColumn('subject', 'text')
-        .addColumn('template_id', 'text')
+        .addColumn('template_id', t.id)
         .addColumn('metadata', 'text')
-        .addColumn('sender_id', 'text')
+        .addColumn('sender_id', t.id)
         .addColumn('provider', 'text')
         .addColumn('provider_message_id', 'text')
         .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
@@ -56,7 +92,7 @@ const migrations: Record<string, Migration> = {
         .addColumn('error_code', 'text')
         .addColumn('error_class', 'text')
         .addColumn('error_message', 'text')
-        .addColumn('cost', 'real')
+        .addColumn('cost', t.float)
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .addColumn('updated_at', 'bigint', (c) => c.notNull())
         .execute();
@@ -70,7 +106,8 @@ const migrations: Record<string, Migration> = {
         .execute();
       await db.schema
         .createTable('message_history')
-        .addColumn('message_id', 'text', (c) => c.notNull())
+        .$call((b) => (pg ? b.addColumn('seq', 'bigint', (c) => c.primaryKey().generatedAlwaysAsIdentity()) : b))
+        .addColumn('message_id', t.id, (c) => c.notNull())
         .addColumn('status', 'text', (c) => c.notNull())
         .addColumn('at', 'bigint', (c) => c.notNull())
         .addColumn('applied', 'integer', (c) => c.notNull())
@@ -79,25 +116,26 @@ const migrations: Record<string, Migration> = {
       await db.schema
         .createIndex('message_history_message')
         .on('message_history')
-        .columns(['message_id', 'at'])
+        // Histories are read in insertion order: rowid on SQLite, `seq` on PostgreSQL.
+        .columns(pg ? ['message_id', 'seq'] : ['message_id', 'at'])
         .execute();
       await db.schema
         .createTable('jobs')
-        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('id', t.id, (c) => c.primaryKey())
         .addColumn('queue', 'text', (c) => c.notNull())
         .addColumn('priority', 'integer', (c) => c.notNull())
         .addColumn('run_at', 'bigint', (c) => c.notNull())
         .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
-        .addColumn('org_id', 'text')
+        .addColumn('org_id', t.id)
         .addColumn('payload', 'text', (c) => c.notNull())
         .addColumn('last_error', 'text')
         .execute();
       await db.schema.createIndex('jobs_due').on('jobs').columns(['queue', 'priority', 'run_at']).execute();
       await db.schema
         .createTable('dead_letters')
-        .addColumn('id', 'text', (c) => c.primaryKey())
-        .addColumn('job_id', 'text', (c) => c.notNull())
-        .addColumn('org_id', 'text')
+        .addColumn('id', t.id, (c) => c.primaryKey())
+        .addColumn('job_id', t.id, (c) => c.notNull())
+        .addColumn('org_id', t.id)
         .addColumn('queue', 'text', (c) => c.notNull())
         .addColumn('payload', 'text', (c) => c.notNull())
         .addColumn('attempts', 'integer', (c) => c.notNull())
@@ -107,7 +145,7 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('dead_letters_org').on('dead_letters').columns(['org_id', 'id']).execute();
       await db.schema
         .createTable('idempotency_keys')
-        .addColumn('org_id', 'text', (c) => c.notNull())
+        .addColumn('org_id', t.id, (c) => c.notNull())
         .addColumn('key', 'text', (c) => c.notNull())
         .addColumn('request_hash', 'text', (c) => c.notNull())
         .addColumn('response', 'text', (c) => c.notNull())
@@ -116,17 +154,22 @@ const migrations: Record<string, Migration> = {
         .execute();
       await db.schema
         .createTable('templates')
-        .addColumn('id', 'text', (c) => c.primaryKey())
-        .addColumn('org_id', 'text', (c) => c.notNull())
+        .addColumn('id', t.id, (c) => c.primaryKey())
+        .addColumn('org_id', t.id, (c) => c.notNull())
         .addColumn('name', 'text', (c) => c.notNull())
         .addColumn('content', 'text', (c) => c.notNull())
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
       await db.schema
         .createTable('carrier_events')
-        .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
-        .addColumn('sender_id', 'text', (c) => c.notNull())
-        .addColumn('org_id', 'text', (c) => c.notNull())
+        // SQLite: `integer primary key autoincrement`; PostgreSQL: a bigint identity (read back as a JS number).
+        .$call((b) =>
+          pg
+            ? b.addColumn('id', 'bigint', (c) => c.primaryKey().generatedByDefaultAsIdentity())
+            : b.addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement()),
+        )
+        .addColumn('sender_id', t.id, (c) => c.notNull())
+        .addColumn('org_id', t.id, (c) => c.notNull())
         .addColumn('event_key', 'text', (c) => c.notNull())
         .addColumn('payload', 'text', (c) => c.notNull())
         .addColumn('received_at', 'bigint', (c) => c.notNull())
@@ -138,9 +181,20 @@ const migrations: Record<string, Migration> = {
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
-/** Brings the schema up to date; throws with the failing migration's error. */
+/**
+ * Brings the schema up to date; throws with the failing migration's error. The dialect comes from the Kysely
+ * adapter. On PostgreSQL everything, Kysely's migration tables included, lives in the connection's current schema
+ * (the first of its `search_path`), so several schemas of one database migrate independently.
+ */
 export async function migrateToLatest(db: Kysely<unknown>): Promise<string[]> {
-  const migrator = new Migrator({ db, provider });
+  let migrationTableSchema: string | undefined;
+  if (dialectOf(db) === 'postgres') {
+    const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db);
+    const schema = rows[0]?.schema;
+    if (!schema) throw new Error('migrateToLatest: no current schema (does the search_path name an existing schema?)');
+    migrationTableSchema = schema;
+  }
+  const migrator = new Migrator({ db, provider, ...(migrationTableSchema ? { migrationTableSchema } : {}) });
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error instanceof Error ? error : new Error(String(error));
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
