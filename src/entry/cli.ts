@@ -1,9 +1,7 @@
 /** `omni start | api | worker | migrate` — the product's command line. */
 
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { migrateToLatest } from '../adapters/sql/migrations.ts';
-import { openSqlite } from '../adapters/sqlite/database.ts';
+import { systemClock } from '../adapters/clock/system-clock.ts';
+import { openBackend } from './backend.ts';
 import { loadConfig } from './config.ts';
 import { type Mode, startRuntime } from './runtime.ts';
 
@@ -17,11 +15,10 @@ async function main(argv: string[]): Promise<number> {
   const command = argv[0] ?? 'start';
   const config = loadConfig();
   if (command === 'migrate') {
-    mkdirSync(config.dataDir, { recursive: true });
-    const h = openSqlite(join(config.dataDir, 'omni.db'));
-    const applied = await migrateToLatest(h.kysely);
-    h.close();
-    console.log(applied.length ? `applied: ${applied.join(', ')}` : 'schema is up to date');
+    const backend = await openBackend(config, systemClock);
+    await backend.store.close();
+    const applied = backend.migrated;
+    console.log(`${backend.kind}: ${applied.length ? `applied ${applied.join(', ')}` : 'schema is up to date'}`);
     return 0;
   }
   if (command !== 'start' && command !== 'api' && command !== 'worker') {

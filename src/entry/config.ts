@@ -5,6 +5,9 @@ export interface Config {
   port: number;
   host: string;
   dataDir: string;
+  /** PostgreSQL URL: the scale-out store (and job outbox); unset = embedded SQLite. */
+  databaseUrl: string | undefined;
+  databasePoolSize: number;
   publicUrl: string;
   bootstrapApiKey: string | undefined;
   logLevel: string;
@@ -32,6 +35,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port,
     host,
     dataDir: resolve(env.OMNI_DATA_DIR ?? './data'),
+    databaseUrl: env.OMNI_DATABASE_URL || undefined,
+    databasePoolSize: int(env, 'OMNI_DATABASE_POOL', 10, 1),
     publicUrl: (env.OMNI_PUBLIC_URL ?? `http://127.0.0.1:${port}`).replace(/\/$/, ''),
     bootstrapApiKey: env.OMNI_BOOTSTRAP_API_KEY || undefined,
     logLevel: env.OMNI_LOG_LEVEL ?? 'info',

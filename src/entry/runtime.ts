@@ -9,10 +9,6 @@ import pino from 'pino';
 import { createSandboxCarrier } from '../adapters/carriers/sandbox-carrier.ts';
 import { systemClock } from '../adapters/clock/system-clock.ts';
 import { createPrometheus } from '../adapters/metrics/prometheus.ts';
-import { migrateToLatest } from '../adapters/sql/migrations.ts';
-import { openSqlite } from '../adapters/sqlite/database.ts';
-import { SqliteJobQueue } from '../adapters/sqlite/sqlite-job-queue.ts';
-import { SqliteStore } from '../adapters/sqlite/sqlite-store.ts';
 import { buildApp } from '../http/app.ts';
 import type { Clock } from '../ports/clock.ts';
 import { SandboxServer } from '../sandbox/sandbox-server.ts';
@@ -26,6 +22,7 @@ import { MessageCommands } from '../services/message-commands.ts';
 import { MessageQueries } from '../services/message-queries.ts';
 import { Templates } from '../services/templates.ts';
 import { WorkerLoop } from '../workers/worker-loop.ts';
+import { openBackend } from './backend.ts';
 import type { Config } from './config.ts';
 
 export type Mode = 'all' | 'api' | 'worker';
@@ -46,11 +43,9 @@ export function packageVersion(): string {
 
 export async function startRuntime(config: Config, mode: Mode = 'all', clock: Clock = systemClock): Promise<Runtime> {
   const logger = pino({ level: config.logLevel });
-  mkdirSync(config.dataDir, { recursive: true });
-  const handle = openSqlite(join(config.dataDir, 'omni.db'), { synchronous: config.sqliteSynchronous });
-  await migrateToLatest(handle.kysely);
-  const store = new SqliteStore(handle);
-  const queue = new SqliteJobQueue(handle, () => clock.now());
+  const backend = await openBackend(config, clock);
+  const { store } = backend;
+  const queue = backend.jobs;
   const boot = await bootstrap(store, clock, config.bootstrapApiKey ? { apiKey: config.bootstrapApiKey } : {});
 
   const prometheus = createPrometheus({ queueDepth: () => queue.depth(), byStatus: () => store.countByStatus() });
@@ -107,12 +102,15 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   let url: string | null = null;
   if (servesHttp) {
-    if (mode === 'all')
+    if (mode === 'all') {
+      // The sandbox carrier keeps its own small database beside the product's data.
+      mkdirSync(config.dataDir, { recursive: true });
       sandbox = new SandboxServer({
         dbPath: join(config.dataDir, 'sandbox.db'),
         delayMs: config.sandboxDelayMs,
         logger,
       });
+    }
     app = await buildApp({
       version: packageVersion(),
       accept,
