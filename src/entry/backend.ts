@@ -27,7 +27,9 @@ export interface Backend {
 
 export async function openBackend(config: Config, clock: Clock): Promise<Backend> {
   if (config.databaseUrl) {
-    const h = openPostgres(config.databaseUrl, { max: config.databasePoolSize });
+    const schema = config.databaseSchema;
+    const h = openPostgres(config.databaseUrl, { max: config.databasePoolSize, ...(schema ? { schema } : {}) });
+    if (schema) await h.pool.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
     const migrated = await migrateToLatest(h.kysely);
     return { kind: 'postgres', store: new PgStore(h), jobs: new PgJobQueue(h, () => clock.now()), migrated };
   }

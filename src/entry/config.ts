@@ -8,6 +8,8 @@ export interface Config {
   /** PostgreSQL URL: the scale-out store (and job outbox); unset = embedded SQLite. */
   databaseUrl: string | undefined;
   databasePoolSize: number;
+  /** PostgreSQL schema to use (created when missing); unset = the server's search_path. */
+  databaseSchema: string | undefined;
   publicUrl: string;
   bootstrapApiKey: string | undefined;
   logLevel: string;
@@ -26,6 +28,12 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0): n
   return n;
 }
 
+function schemaName(raw: string | undefined): string | undefined {
+  if (!raw) return undefined;
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) throw new Error('OMNI_DATABASE_SCHEMA must be a lower-case SQL identifier');
+  return raw;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = int(env, 'OMNI_PORT', 3000);
   const host = env.OMNI_HOST ?? '0.0.0.0';
@@ -37,6 +45,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: resolve(env.OMNI_DATA_DIR ?? './data'),
     databaseUrl: env.OMNI_DATABASE_URL || undefined,
     databasePoolSize: int(env, 'OMNI_DATABASE_POOL', 10, 1),
+    databaseSchema: schemaName(env.OMNI_DATABASE_SCHEMA),
     publicUrl: (env.OMNI_PUBLIC_URL ?? `http://127.0.0.1:${port}`).replace(/\/$/, ''),
     bootstrapApiKey: env.OMNI_BOOTSTRAP_API_KEY || undefined,
     logLevel: env.OMNI_LOG_LEVEL ?? 'info',
