@@ -8,16 +8,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/harness.ts';
+import { dropSchema, newSchemaName, PG_URL, postgresForTests } from './support/postgres.ts';
 
 const KEY = 'omni_sk_crash_test_key_0000000000000000000';
-const dataDir = mkdtempSync(join(tmpdir(), 'omni-crash-'));
+let dataDir = '';
+let backendEnv: Record<string, string> = {};
 let child: ChildProcess | undefined;
 
 afterAll(() => {
   child?.kill('SIGKILL');
-  rmSync(dataDir, { recursive: true, force: true });
 });
 
 function freePort(): Promise<number> {
@@ -37,6 +38,7 @@ async function start(port: number): Promise<void> {
       OMNI_PORT: String(port),
       OMNI_HOST: '127.0.0.1',
       OMNI_DATA_DIR: dataDir,
+      ...backendEnv,
       OMNI_BOOTSTRAP_API_KEY: KEY,
       OMNI_LOG_LEVEL: 'error',
       OMNI_SANDBOX_DELAY_MS: '30',
@@ -115,37 +117,57 @@ async function allStatuses(port: number): Promise<Map<string, string>> {
   return out;
 }
 
-it('loses no accepted message across repeated SIGKILLs with thousands in flight', async () => {
-  const port = await freePort();
-  const expected = new Map<string, string>();
-  const rounds = 4;
-  for (let round = 0; round < rounds; round++) {
+const pgTests = await postgresForTests();
+const backends = [
+  { name: 'sqlite', env: (): Record<string, string> => ({}) },
+  ...(pgTests.run
+    ? [{ name: 'postgres', env: () => ({ OMNI_DATABASE_URL: PG_URL, OMNI_DATABASE_SCHEMA: newSchemaName() }) }]
+    : []),
+];
+
+describe.each(backends)('on $name', (backend) => {
+  beforeAll(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'omni-crash-'));
+    backendEnv = backend.env();
+  });
+  afterAll(async () => {
+    child?.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+    if (backendEnv.OMNI_DATABASE_SCHEMA) await dropSchema(backendEnv.OMNI_DATABASE_SCHEMA);
+  });
+
+  it('loses no accepted message across repeated SIGKILLs with thousands in flight', async () => {
+    const port = await freePort();
+    const expected = new Map<string, string>();
+    const rounds = 4;
+    for (let round = 0; round < rounds; round++) {
+      await start(port);
+      const submitting = submitWhileRunning(port, 6, 250, expected);
+      // Kill at a different moment each round: during submission, during sending, while callbacks are pending.
+      await new Promise((r) => setTimeout(r, 150 + round * 120));
+      await kill();
+      await submitting;
+    }
+    expect(expected.size).toBeGreaterThan(2000);
     await start(port);
-    const submitting = submitWhileRunning(port, 6, 250, expected);
-    // Kill at a different moment each round: during submission, during sending, while callbacks are pending.
-    await new Promise((r) => setTimeout(r, 150 + round * 120));
+    const final = await eventually(
+      async () => {
+        const st = await allStatuses(port);
+        for (const [id, want] of expected) if (st.get(id) !== want) return undefined;
+        return st;
+      },
+      120_000,
+      500,
+    );
+    for (const [id, want] of expected) expect(final.get(id), id).toBe(want);
+    const stats = (await (await fetch(`http://127.0.0.1:${port}/sandbox/v1/stats`)).json()) as {
+      sends: number;
+      duplicateSends: number;
+    };
+    // A send in flight at the moment of a kill may reach the carrier twice (at-least-once hand-off); report it.
+    console.log(
+      `crash test (${backend.name}): ${expected.size} accepted, ${stats.sends} sandbox sends, ${stats.duplicateSends} duplicate sends`,
+    );
     await kill();
-    await submitting;
-  }
-  expect(expected.size).toBeGreaterThan(2000);
-  await start(port);
-  const final = await eventually(
-    async () => {
-      const st = await allStatuses(port);
-      for (const [id, want] of expected) if (st.get(id) !== want) return undefined;
-      return st;
-    },
-    120_000,
-    500,
-  );
-  for (const [id, want] of expected) expect(final.get(id), id).toBe(want);
-  const stats = (await (await fetch(`http://127.0.0.1:${port}/sandbox/v1/stats`)).json()) as {
-    sends: number;
-    duplicateSends: number;
-  };
-  // A send in flight at the moment of a kill may reach the carrier twice (at-least-once hand-off); report it.
-  console.log(
-    `crash test: ${expected.size} accepted, ${stats.sends} sandbox sends, ${stats.duplicateSends} duplicate sends`,
-  );
-  await kill();
-}, 240_000);
+  }, 240_000);
+});
