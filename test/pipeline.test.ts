@@ -3,9 +3,12 @@
  * callbacks and the status machine. Each documented sandbox destination behaves as the README says.
  * Runs on both back ends: embedded SQLite and PostgreSQL.
  */
+
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, startTestServer, type TestServer } from './support/harness.ts';
 import { dropSchema, newSchemaName, PG_URL, postgresForTests } from './support/postgres.ts';
+import { deleteKeys, REDIS_URL, redisReachable, testPrefix } from './support/redis.ts';
 
 const pgTests = await postgresForTests();
 const backends: {
@@ -19,6 +22,24 @@ if (pgTests.run) {
     env: () => ({ OMNI_DATABASE_URL: PG_URL, OMNI_DATABASE_SCHEMA: newSchemaName() }),
     cleanup: (env) => dropSchema(env.OMNI_DATABASE_SCHEMA as string),
   });
+  if (redisReachable) {
+    // Scale-out: the outbox in PostgreSQL is relayed to BullMQ, where the workers take their jobs.
+    backends.push({
+      name: 'postgres+redis',
+      env: () => ({
+        OMNI_DATABASE_URL: PG_URL,
+        OMNI_DATABASE_SCHEMA: newSchemaName(),
+        OMNI_REDIS_URL: REDIS_URL,
+        OMNI_REDIS_PREFIX: testPrefix(),
+      }),
+      cleanup: async (env) => {
+        await dropSchema(env.OMNI_DATABASE_SCHEMA as string);
+        const client = new Redis(REDIS_URL);
+        await deleteKeys(client, env.OMNI_REDIS_PREFIX as string);
+        client.disconnect();
+      },
+    });
+  }
 }
 
 describe.each(backends)('on $name', (backend) => {

@@ -10,6 +10,12 @@ export interface Config {
   databasePoolSize: number;
   /** PostgreSQL schema to use (created when missing); unset = the server's search_path. */
   databaseSchema: string | undefined;
+  /** Redis URL: with it, workers take jobs from BullMQ (relayed from the database outbox) and events cross processes. */
+  redisUrl: string | undefined;
+  /** Key prefix in Redis (lets several deployments share one Redis). */
+  redisPrefix: string;
+  /** A queued message untouched this long is re-enqueued by the outbox sweeper (scale-out only). */
+  sweepGraceMs: number;
   publicUrl: string;
   bootstrapApiKey: string | undefined;
   logLevel: string;
@@ -46,6 +52,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: env.OMNI_DATABASE_URL || undefined,
     databasePoolSize: int(env, 'OMNI_DATABASE_POOL', 10, 1),
     databaseSchema: schemaName(env.OMNI_DATABASE_SCHEMA),
+    redisUrl: env.OMNI_REDIS_URL || undefined,
+    redisPrefix: env.OMNI_REDIS_PREFIX || 'omni',
+    sweepGraceMs: int(env, 'OMNI_SWEEP_GRACE_MS', 60_000, 1000),
     publicUrl: (env.OMNI_PUBLIC_URL ?? `http://127.0.0.1:${port}`).replace(/\/$/, ''),
     bootstrapApiKey: env.OMNI_BOOTSTRAP_API_KEY || undefined,
     logLevel: env.OMNI_LOG_LEVEL ?? 'info',

@@ -9,8 +9,11 @@ import pino from 'pino';
 import { createSandboxCarrier } from '../adapters/carriers/sandbox-carrier.ts';
 import { systemClock } from '../adapters/clock/system-clock.ts';
 import { createPrometheus } from '../adapters/metrics/prometheus.ts';
+import { BullmqJobQueue } from '../adapters/redis/bullmq-job-queue.ts';
+import { RedisPubSub } from '../adapters/redis/redis-pubsub.ts';
 import { buildApp } from '../http/app.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { JobQueue } from '../ports/queue.ts';
 import { SandboxServer } from '../sandbox/sandbox-server.ts';
 import { AcceptMessages, SEND_QUEUE } from '../services/accept-messages.ts';
 import { ApiKeyAuth } from '../services/auth.ts';
@@ -20,6 +23,8 @@ import { CarrierRegistry } from '../services/carrier-registry.ts';
 import { DispatchMessages } from '../services/dispatch-messages.ts';
 import { MessageCommands } from '../services/message-commands.ts';
 import { MessageQueries } from '../services/message-queries.ts';
+import { OutboxRelay } from '../services/outbox-relay.ts';
+import { OutboxSweeper } from '../services/outbox-sweeper.ts';
 import { Templates } from '../services/templates.ts';
 import { WorkerLoop } from '../workers/worker-loop.ts';
 import { openBackend } from './backend.ts';
@@ -45,7 +50,19 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
   const logger = pino({ level: config.logLevel });
   const backend = await openBackend(config, clock);
   const { store } = backend;
-  const queue = backend.jobs;
+  // Scale-out with Redis: jobs committed to the database outbox are relayed to BullMQ, where workers take them.
+  let broker: BullmqJobQueue | undefined;
+  let pubsub: RedisPubSub | undefined;
+  if (config.redisUrl) {
+    pubsub = new RedisPubSub({ connection: config.redisUrl, prefix: `${config.redisPrefix}:` });
+    broker = new BullmqJobQueue({
+      connection: config.redisUrl,
+      prefix: config.redisPrefix,
+      notify: pubsub,
+      onError: (err) => logger.warn({ err }, 'redis queue trouble'),
+    });
+  }
+  const queue: JobQueue = broker ?? backend.jobs;
   const boot = await bootstrap(store, clock, config.bootstrapApiKey ? { apiKey: config.bootstrapApiKey } : {});
 
   const prometheus = createPrometheus({ queueDepth: () => queue.depth(), byStatus: () => store.countByStatus() });
@@ -96,6 +113,24 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
       }
     });
     loops.push(send, events);
+    if (broker) {
+      const relay = new OutboxRelay(backend.jobs, broker, [SEND_QUEUE, CARRIER_EVENTS_QUEUE], () => clock.now());
+      const relayLoop = new WorkerLoop(() => relay.runOnce(), {
+        name: 'outbox-relay',
+        concurrency: 1,
+        pollMs: config.workers.pollMs,
+        onError: onError('outbox relay'),
+      });
+      backend.jobs.onEnqueue(() => relayLoop.wake());
+      const sweeper = new OutboxSweeper(store, broker, clock, { graceMs: config.sweepGraceMs, batchSize: 1000 });
+      const sweepLoop = new WorkerLoop(() => sweeper.runOnce(), {
+        name: 'outbox-sweeper',
+        concurrency: 1,
+        pollMs: Math.max(1000, Math.floor(config.sweepGraceMs / 4)),
+        onError: onError('outbox sweeper'),
+      });
+      loops.push(relayLoop, sweepLoop);
+    }
   }
 
   let sandbox: SandboxServer | undefined;
@@ -123,7 +158,15 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
       logger,
       onRequestDone: prometheus.observeRequest,
       readiness: async () => ({
-        database: await store.ping().catch(() => false),
+        database: await withTimeout(store.ping(), 2000),
+        ...(broker
+          ? {
+              redis: await withTimeout(
+                broker.depth().then(() => true),
+                2000,
+              ),
+            }
+          : {}),
         ...(runsWorkers ? { workers: loops.every((l) => l.isRunning) } : {}),
       }),
       metrics: async () => ({
@@ -148,14 +191,36 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
     app,
     stop() {
       stopping ??= (async () => {
-        await app?.close();
+        // Workers first: they finish the batches in flight (their carriers may be this very process's sandbox).
+        // Then the sandbox and the carriers' keep-alive connections, so that nothing of ours keeps the HTTP
+        // server's connections busy; then the server, which lets requests in flight finish.
         await Promise.all(loops.map((l) => l.stop()));
         await sandbox?.stop();
-        await sandbox?.close();
         await registry.close();
+        await app?.close();
+        await sandbox?.close();
+        await broker?.close();
+        await pubsub?.close();
         await store.close();
       })();
       return stopping;
     },
   };
+}
+
+/** True when `check` resolves true within `ms`; false on failure or time-out (a readiness probe must not hang). */
+function withTimeout(check: Promise<boolean>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    check.then(
+      (ok) => {
+        clearTimeout(t);
+        resolve(ok);
+      },
+      () => {
+        clearTimeout(t);
+        resolve(false);
+      },
+    );
+  });
 }

@@ -76,6 +76,19 @@ export function handleError(err: FastifyError | Error, request: FastifyRequest, 
     reply.status(400).send({ error: { code: v.code, message, ...(v.field ? { field: v.field } : {}) } });
     return;
   }
+  if (isUnavailable(err)) {
+    request.log.warn({ err }, 'dependency unavailable');
+    reply
+      .status(503)
+      .header('Retry-After', 5)
+      .send({
+        error: {
+          code: 'service_unavailable',
+          message: 'a dependency (database or queue) is unreachable; retry shortly',
+        },
+      });
+    return;
+  }
   const known = fe.code ? FASTIFY_CODES[fe.code] : undefined;
   if (known) {
     reply.status(known.status).send({ error: { code: known.code, message: known.message ?? fe.message } });
@@ -95,4 +108,24 @@ export function handleError(err: FastifyError | Error, request: FastifyRequest, 
   reply
     .status(500)
     .send({ error: { code: 'internal_error', message: 'an internal error occurred; it has been logged' } });
+}
+
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  '57P01',
+  '57P03',
+]);
+
+/** Connection failures of the database or Redis: the request may succeed later, so 503 rather than 500. */
+function isUnavailable(err: Error): boolean {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true;
+  return /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED|Connection is closed/i.test(
+    err.message,
+  );
 }

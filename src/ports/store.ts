@@ -99,6 +99,13 @@ export interface CarrierEventResult {
   inbound: string[];
 }
 
+export interface StaleMessage {
+  id: string;
+  orgId: string;
+  priority: number;
+  sendAt: number | null;
+}
+
 export interface Template {
   id: string;
   orgId: string;
@@ -159,6 +166,11 @@ export interface MessageStore {
   listSenders(orgId: string): Promise<SenderRecord[]>;
   getSender(id: string): Promise<SenderRecord | undefined>;
   countByStatus(): Promise<Record<string, number>>;
+  /**
+   * Outbound messages that should have moved but may have lost their job: `queued` or `scheduled` and due, not
+   * updated since `updatedBefore`; or `sending` with a lease that ended before `now`. Oldest first.
+   */
+  listStaleMessages(updatedBefore: number, now: number, limit: number): Promise<StaleMessage[]>;
   /** True when the database answers. */
   ping(): Promise<boolean>;
   close(): Promise<void>;

@@ -29,7 +29,8 @@ export type BatchItem = Accepted | { error: { code: string; message: string; fie
 
 const itemChecker = compileChecker<MessageInput>(MessageInputSchema);
 
-export function sendJob(m: NewMessage): NewJob {
+/** The send job of a message; its id makes a second enqueue of the same message a no-op. */
+export function sendJob(m: Pick<NewMessage, 'id' | 'orgId' | 'priority' | 'sendAt' | 'createdAt'>): NewJob {
   return {
     id: `send:${m.id}`,
     queue: SEND_QUEUE,

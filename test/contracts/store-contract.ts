@@ -502,6 +502,29 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
       });
     });
 
+    describe('listStaleMessages', () => {
+      it('finds due queued messages not updated lately, and sending ones whose lease ended', async () => {
+        const queued = outbound();
+        const future = outbound({ sendAt: t0 + 60 * MINUTE });
+        const leased = outbound();
+        for (const m of [queued, future, leased]) await accept(m);
+        await store.claimForSending([leased.id], t0 + 1, t0 + MINUTE);
+
+        const ids = async (updatedBefore: number, now: number) =>
+          (await store.listStaleMessages(updatedBefore, now, 100)).map((m) => m.id);
+        // Nothing is stale before the grace period has passed.
+        expect(await ids(t0 - 1, t0 + 2)).toEqual([]);
+        // The queued one is; the scheduled one is not due and the leased one still holds its lease.
+        expect(await ids(t0 + 2, t0 + 2)).toEqual([queued.id]);
+        // Once the lease has ended and the schedule is due, all three are.
+        expect(new Set(await ids(t0 + 61 * MINUTE, t0 + 61 * MINUTE))).toEqual(
+          new Set([queued.id, future.id, leased.id]),
+        );
+        const [first] = await store.listStaleMessages(t0 + 2, t0 + 2, 1);
+        expect(first).toEqual({ id: queued.id, orgId: org, priority: queued.priority, sendAt: null });
+      });
+    });
+
     describe('recordSendOutcomes', () => {
       it("'retry' returns the message to queued, keeps the error and records when it will run", async () => {
         const m = outbound();

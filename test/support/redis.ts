@@ -69,3 +69,6 @@ export async function deleteKeys(client: Redis, prefix: string): Promise<void> {
     if (keys.length > 0) await client.del(...keys);
   } while (cursor !== '0');
 }
+
+/** Whether Redis answered when the test file loaded. */
+export const redisReachable = unreachable === null;

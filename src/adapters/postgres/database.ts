@@ -67,7 +67,8 @@ export function openPostgres(url: string, opts: PgOptions = {}): PgHandle {
     types,
     ...(schema ? { options: `-c search_path=${schema}` } : {}),
   };
-  const pool = new pg.Pool({ ...connection, max: opts.max ?? 10 });
+  // A bounded connect time: with the database down, requests fail fast (503) instead of hanging.
+  const pool = new pg.Pool({ ...connection, max: opts.max ?? 10, connectionTimeoutMillis: 5000 });
   // An idle client losing its connection is dropped by the pool; without a listener the 'error' would crash us.
   pool.on('error', () => undefined);
   const kysely = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });

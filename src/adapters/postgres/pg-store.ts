@@ -25,6 +25,7 @@ import type {
   MessageStore,
   NewMessage,
   SendOutcome,
+  StaleMessage,
   StoredCarrierEvent,
   Template,
 } from '../../ports/store.ts';
@@ -648,6 +649,15 @@ export class PgStore implements MessageStore {
     const { rows } = await sql<{ status: string; n: number }>`
       select status, count(*) as n from messages group by status`.execute(this.h.kysely);
     return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+  }
+
+  async listStaleMessages(updatedBefore: number, now: number, limit: number): Promise<StaleMessage[]> {
+    const { rows } = await sql<{ id: string; org_id: string; priority: number; send_at: number | null }>`
+      select id, org_id, priority, send_at from messages
+      where (status in ('queued', 'scheduled') and updated_at < ${updatedBefore} and coalesce(send_at, 0) <= ${now})
+         or (status = 'sending' and lease_until < ${now})
+      order by updated_at limit ${limit}`.execute(this.h.kysely);
+    return rows.map((r) => ({ id: r.id, orgId: r.org_id, priority: r.priority, sendAt: r.send_at }));
   }
 
   async ping(): Promise<boolean> {

@@ -177,6 +177,12 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // The outbox sweeper looks for messages whose job may have been lost (a broker restarted without persistence).
+  '0002_stale_messages': {
+    async up(db: Kysely<unknown>) {
+      await db.schema.createIndex('messages_status_updated').on('messages').columns(['status', 'updated_at']).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

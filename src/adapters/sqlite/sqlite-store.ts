@@ -17,6 +17,7 @@ import type {
   MessageStore,
   NewMessage,
   SendOutcome,
+  StaleMessage,
   StoredCarrierEvent,
   Template,
 } from '../../ports/store.ts';
@@ -525,6 +526,23 @@ export class SqliteStore implements MessageStore {
       n: number;
     }[];
     return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+  }
+
+  async listStaleMessages(updatedBefore: number, now: number, limit: number): Promise<StaleMessage[]> {
+    const rows = this.h
+      .stmt(
+        `SELECT id, org_id, priority, send_at FROM messages
+         WHERE (status IN ('queued', 'scheduled') AND updated_at < ? AND coalesce(send_at, 0) <= ?)
+            OR (status = 'sending' AND lease_until < ?)
+         ORDER BY updated_at LIMIT ?`,
+      )
+      .all(updatedBefore, now, now, limit) as {
+      id: string;
+      org_id: string;
+      priority: number;
+      send_at: number | null;
+    }[];
+    return rows.map((r) => ({ id: r.id, orgId: r.org_id, priority: r.priority, sendAt: r.send_at }));
   }
 
   async ping(): Promise<boolean> {
