@@ -4,11 +4,13 @@ import { systemClock } from '../adapters/clock/system-clock.ts';
 import { openBackend } from './backend.ts';
 import { loadConfig } from './config.ts';
 import { type Mode, startRuntime } from './runtime.ts';
+import { startSandboxProcess } from './sandbox-process.ts';
 
 const USAGE = `usage: omni <command>
   start     API, workers and the sandbox carrier in one process (embedded SQLite)
   api       the HTTP API only
   worker    the workers only
+  sandbox   the sandbox carrier alone (for scale-out; point OMNI_SANDBOX_URL at it)
   migrate   bring the database schema up to date and exit`;
 
 async function main(argv: string[]): Promise<number> {
@@ -20,6 +22,14 @@ async function main(argv: string[]): Promise<number> {
     const applied = backend.migrated;
     console.log(`${backend.kind}: ${applied.length ? `applied ${applied.join(', ')}` : 'schema is up to date'}`);
     return 0;
+  }
+  if (command === 'sandbox') {
+    const sandbox = await startSandboxProcess(config);
+    console.log(`  Omnichannel sandbox carrier listening on ${sandbox.url}`);
+    const stop = () => sandbox.stop().then(() => process.exit(0));
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    return -1;
   }
   if (command !== 'start' && command !== 'api' && command !== 'worker') {
     console.error(USAGE);
