@@ -1,6 +1,7 @@
 /** `omni start | api | worker | migrate` — the product's command line. */
 
 import { systemClock } from '../adapters/clock/system-clock.ts';
+import { bootstrap } from '../services/bootstrap.ts';
 import { openBackend } from './backend.ts';
 import { loadConfig } from './config.ts';
 import { type Mode, startRuntime } from './runtime.ts';
@@ -18,9 +19,16 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig();
   if (command === 'migrate') {
     const backend = await openBackend(config, systemClock);
+    // The first organization and its admin key are created here too, once, before API processes start.
+    const boot = await bootstrap(
+      backend.store,
+      systemClock,
+      config.bootstrapApiKey ? { apiKey: config.bootstrapApiKey } : {},
+    );
     await backend.store.close();
     const applied = backend.migrated;
     console.log(`${backend.kind}: ${applied.length ? `applied ${applied.join(', ')}` : 'schema is up to date'}`);
+    if (boot.generatedApiKey) console.log(`admin API key (shown once): ${boot.generatedApiKey}`);
     return 0;
   }
   if (command === 'sandbox') {

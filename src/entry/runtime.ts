@@ -63,7 +63,12 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
     });
   }
   const queue: JobQueue = broker ?? backend.jobs;
-  const boot = await bootstrap(store, clock, config.bootstrapApiKey ? { apiKey: config.bootstrapApiKey } : {});
+  // Workers need no API key; with separate processes, `omni migrate` (run first) bootstraps, so API processes
+  // starting together find the organization already there.
+  const boot: BootstrapResult =
+    mode === 'worker'
+      ? { created: false }
+      : await bootstrap(store, clock, config.bootstrapApiKey ? { apiKey: config.bootstrapApiKey } : {});
 
   const prometheus = createPrometheus({ queueDepth: () => queue.depth(), byStatus: () => store.countByStatus() });
   const metrics = prometheus.pipeline;
