@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- echo ingest batch e2e]`: the performance bench. Every server runs as its own child process on a
+ * `npm run bench [-- echo ingest batch e2e scaleout]`: the performance bench. Every server runs as its own child process on a
  * fresh temp data directory; the load generator (autocannon) runs here, so client and server use different cores.
  * Prints machine info and a table of figures marked PASS/MISS against their targets, and writes
  * bench/results/latest.json. It never asserts: the exit code is 0 even when a target is missed (1 only when a
@@ -14,16 +14,27 @@
  *   BENCH_E2E_MESSAGES=100000    messages submitted end to end
  *   BENCH_E2E_CONCURRENCY=4      batches in flight during the e2e submit
  *   BENCH_E2E_TIMEOUT_S=600      give up waiting for delivery after this long
- *   BENCH_SANDBOX_DELAY_MS=0     OMNI_SANDBOX_DELAY_MS for the e2e server
+ *   BENCH_SANDBOX_DELAY_MS=0     OMNI_SANDBOX_DELAY_MS for the e2e server and the scaleout sandbox
+ *   BENCH_SCALEOUT_MESSAGES=20000  messages per scaleout run (1, 2 and 4 worker processes)
+ *   BENCH_SCALEOUT_TIMEOUT_S=300 give up waiting for delivery in a scaleout run after this long
+ *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test  PostgreSQL for scaleout (a fresh schema per run)
+ *   BENCH_REDIS_URL=redis://127.0.0.1:6379  Redis for scaleout (a fresh key prefix per run)
  *   BENCH_CPU_PROF=<dir>         run every server child with `--cpu-prof --cpu-prof-dir=<dir>`
  * OMNI_SEND_BATCH / OMNI_SEND_CONCURRENCY and other OMNI_* settings are passed through to the servers.
+ *
+ * scaleout: the e2e measurement on the scaled-out deployment: PostgreSQL + Redis, one `api`, one `sandbox` and 1,
+ * 2 and 4 `worker` processes (three runs). Skipped, with a note, when PostgreSQL or Redis does not answer.
  */
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+import pg from 'pg';
 import {
   cpuMeter,
   killAllSync,
@@ -35,11 +46,12 @@ import {
 } from './lib/child.ts';
 import { machineInfo, notApplicable, type Row, renderMachine, renderTable, row } from './lib/report.ts';
 
-const SECTIONS = ['echo', 'ingest', 'batch', 'e2e'] as const;
+const SECTIONS = ['echo', 'ingest', 'batch', 'e2e', 'scaleout'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const repoDir = resolve(benchDir, '..');
+const execFileAsync = promisify(execFile);
 
 function envInt(name: string, fallback: number, min = 1): number {
   const raw = process.env[name];
@@ -65,6 +77,15 @@ const settings = {
   cpuProfDir: process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined,
   pipelining: 1,
 };
+
+const scaleout = {
+  messages: envInt('BENCH_SCALEOUT_MESSAGES', 20_000),
+  timeoutS: envInt('BENCH_SCALEOUT_TIMEOUT_S', 300),
+  databaseUrl: process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test',
+  redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
+};
+/** Worker processes of the scaleout runs. */
+const SCALEOUT_WORKERS = [1, 2, 4] as const;
 
 const TARGETS = {
   ingestRps: { op: '>=', value: 15_000 },
@@ -244,6 +265,8 @@ interface Context {
   rows: Row[];
   raw: Record<string, unknown>;
   echoRps?: number;
+  /** Delivered msgs/s of the e2e section (embedded), for the scaleout comparison. */
+  e2eMsgsPerSec?: number;
 }
 
 async function benchEcho(ctx: Context): Promise<void> {
@@ -355,18 +378,47 @@ async function benchBatch(ctx: Context): Promise<void> {
   }
 }
 
-async function benchE2e(ctx: Context): Promise<void> {
-  const total = settings.e2eMessages;
+interface DeliveryRun {
+  accepted: number;
+  rejected: number;
+  submitDoneAt: number | undefined;
+  deliveredAt: number | undefined;
+  delivered: number;
+  statuses: Record<string, number>;
+  queues: Record<string, number>;
+  /** Wall time from the first submit to the end of the run (last delivered, or time-out). */
+  wall: number;
+  /** CPU of the measured processes, summed (1.00 = one core busy). */
+  serverCpu: number | undefined;
+  otherCpu: number | undefined;
+  /** Peak RSS of each measured process (VmRSS every 200 ms and VmHWM), in MB. */
+  peakRssMB: number[];
+}
+
+/**
+ * The end-to-end measurement: submits `total` messages as batches of BENCH_BATCH_SIZE to `apiUrl`
+ * (`e2eConcurrency` in flight) and polls the API's delivered gauge until every accepted message is delivered or
+ * `timeoutS` passes. CPU and memory are measured over the processes `pids`.
+ */
+async function runDelivery(opts: {
+  label: string;
+  apiUrl: string;
+  total: number;
+  timeoutS: number;
+  pids: number[];
+  /** Throws when a process of the run has died. */
+  checkAlive: () => void;
+}): Promise<DeliveryRun> {
+  const { total } = opts;
   const size = Math.min(settings.batchSize, total);
   const bodies: string[] = [];
   for (let first = 0; first < total; first += size) bodies.push(batchBody(first, Math.min(size, total - first)));
 
-  const server = await productServer('e2e', 'start', { OMNI_SANDBOX_DELAY_MS: String(settings.sandboxDelayMs) });
-  const rss = new RssSampler(server.pid, 200);
-  const cpu = cpuMeter(server.pid);
+  const rss = opts.pids.map((pid) => new RssSampler(pid, 200));
+  const cpu = opts.pids.map((pid) => cpuMeter(pid));
   const system0 = systemBusySeconds();
   const client0 = process.cpuUsage();
-  const log = (msg: string) => console.error(`  [e2e] ${msg}`);
+  const log = (msg: string) => console.error(`  [${opts.label}] ${msg}`);
   try {
     let accepted = 0;
     let rejected = 0;
@@ -379,7 +431,7 @@ async function benchE2e(ctx: Context): Promise<void> {
     const submitter = async () => {
       while (next < bodies.length) {
         const body = bodies[next++] ?? '';
-        const res = await post(server.url, '/v1/messages/batch', body);
+        const res = await post(opts.apiUrl, '/v1/messages/batch', body);
         const items = (res.json as { items?: { id?: string }[] }).items;
         if (res.status !== 200 || !items) throw new Error(`batch answered ${res.status}: ${JSON.stringify(res.json)}`);
         for (const it of items) if (it.id) accepted++;
@@ -403,13 +455,12 @@ async function benchE2e(ctx: Context): Promise<void> {
     let statuses: Record<string, number> = {};
     let queues: Record<string, number> = {};
     let lastLog = 0;
-    const deadline = settings.e2eTimeoutS;
-    while (elapsed() < deadline) {
+    while (elapsed() < opts.timeoutS) {
       const tick = performance.now();
       if (submitError) throw submitError;
-      if (server.exited()) throw new Error(`e2e server died:\n${server.logTail()}`);
+      opts.checkAlive();
       try {
-        const m = await scrape(server.url);
+        const m = await scrape(opts.apiUrl);
         statuses = byLabel(m, 'omni_messages', 'status');
         queues = byLabel(m, 'omni_queue_jobs', 'queue');
         delivered = statuses.delivered ?? 0;
@@ -429,60 +480,392 @@ async function benchE2e(ctx: Context): Promise<void> {
       await sleep(Math.max(0, 200 - (performance.now() - tick)));
     }
     await submitting.catch(() => undefined);
-    const serverCpu = cpu.stop();
+    const cpus = cpu.map((c) => c.stop());
+    const serverCpu = cpus.some((c) => c === undefined) ? undefined : cpus.reduce((a = 0, b = 0) => a + b, 0);
     const system1 = systemBusySeconds();
     const client = process.cpuUsage(client0);
     const otherCpu =
       system0 === undefined || system1 === undefined || serverCpu === undefined
         ? undefined
         : Math.max(0, (system1 - system0) / elapsed() - serverCpu - (client.user + client.system) / 1e6 / elapsed());
-    const peakRss = rss.stop() / MB;
-
-    const done = deliveredAt !== undefined && accepted === total;
-    const wall = deliveredAt ?? elapsed();
-    let note: string | undefined;
-    if (deliveredAt === undefined)
-      note = `TIMEOUT after ${deadline} s: ${delivered.toLocaleString('en-US')} of ${accepted.toLocaleString('en-US')} delivered; statuses ${JSON.stringify(statuses)}`;
-    else if (!done) note = `only ${accepted} of ${total} accepted (${rejected} rejected)`;
+    const peakRssMB = rss.map((r) => r.stop() / MB);
     log(
       deliveredAt !== undefined
         ? `all ${delivered.toLocaleString('en-US')} delivered after ${deliveredAt.toFixed(2)} s`
-        : (note ?? ''),
+        : `TIMEOUT after ${opts.timeoutS} s: ${delivered.toLocaleString('en-US')} of ${accepted.toLocaleString('en-US')} delivered`,
     );
+    return {
+      accepted,
+      rejected,
+      submitDoneAt,
+      deliveredAt,
+      delivered,
+      statuses,
+      queues,
+      wall: deliveredAt ?? elapsed(),
+      serverCpu,
+      otherCpu,
+      peakRssMB,
+    };
+  } finally {
+    for (const r of rss) r.stop();
+  }
+}
+
+/** Delivered msgs/s of a run (and a note when it is not a clean figure). */
+function deliveryRate(r: DeliveryRun, total: number, timeoutS: number): { value: number | undefined; note?: string } {
+  const done = r.deliveredAt !== undefined && r.accepted === total;
+  if (r.deliveredAt === undefined)
+    return {
+      value: r.delivered / r.wall,
+      note: `TIMEOUT after ${timeoutS} s: ${r.delivered.toLocaleString('en-US')} of ${r.accepted.toLocaleString('en-US')} delivered; statuses ${JSON.stringify(r.statuses)}`,
+    };
+  if (!done) return { value: undefined, note: `only ${r.accepted} of ${total} accepted (${r.rejected} rejected)` };
+  return { value: total / r.wall };
+}
+
+async function benchE2e(ctx: Context): Promise<void> {
+  const total = settings.e2eMessages;
+  const server = await productServer('e2e', 'start', { OMNI_SANDBOX_DELAY_MS: String(settings.sandboxDelayMs) });
+  try {
+    const r = await runDelivery({
+      label: 'e2e',
+      apiUrl: server.url,
+      total,
+      timeoutS: settings.e2eTimeoutS,
+      pids: [server.pid],
+      checkAlive: () => {
+        if (server.exited()) throw new Error(`e2e server died:\n${server.logTail()}`);
+      },
+    });
+    const rate = deliveryRate(r, total, settings.e2eTimeoutS);
+    if (rate.value !== undefined && r.deliveredAt !== undefined) ctx.e2eMsgsPerSec = rate.value;
     ctx.rows.push(
       row(
         'e2e',
         `delivered msgs/s (${total.toLocaleString('en-US')} msgs, first submit → last delivered)`,
-        done ? total / wall : deliveredAt === undefined ? delivered / wall : undefined,
+        rate.value,
         'msg/s',
         TARGETS.e2eMsgs,
-        note,
+        rate.note,
       ),
-      row('e2e', 'server peak RSS (VmRSS every 200 ms, VmHWM)', peakRss, 'MB', TARGETS.e2eRss),
-      row('e2e', 'time to submit all (batches via HTTP)', submitDoneAt, 's'),
-      row('e2e', 'submit rate (accepted msgs/s)', submitDoneAt ? accepted / submitDoneAt : undefined, 'msg/s'),
-      row('e2e', 'time to last delivered', deliveredAt, 's'),
-      row('e2e', 'server CPU, whole run (1.00 = one core busy)', serverCpu, 'cores'),
-      row('e2e', 'rest of machine CPU (other processes, kernel)', otherCpu, 'cores'),
+      row('e2e', 'server peak RSS (VmRSS every 200 ms, VmHWM)', r.peakRssMB[0], 'MB', TARGETS.e2eRss),
+      row('e2e', 'time to submit all (batches via HTTP)', r.submitDoneAt, 's'),
+      row('e2e', 'submit rate (accepted msgs/s)', r.submitDoneAt ? r.accepted / r.submitDoneAt : undefined, 'msg/s'),
+      row('e2e', 'time to last delivered', r.deliveredAt, 's'),
+      row('e2e', 'server CPU, whole run (1.00 = one core busy)', r.serverCpu, 'cores'),
+      row('e2e', 'rest of machine CPU (other processes, kernel)', r.otherCpu, 'cores'),
     );
     ctx.raw.e2e = {
       messages: total,
-      accepted,
-      rejected,
-      submitSeconds: submitDoneAt,
-      deliveredSeconds: deliveredAt,
-      delivered,
-      finalStatuses: statuses,
-      finalQueues: queues,
-      peakRssMB: peakRss,
-      serverCpuCores: serverCpu,
-      otherCpuCores: otherCpu,
+      accepted: r.accepted,
+      rejected: r.rejected,
+      submitSeconds: r.submitDoneAt,
+      deliveredSeconds: r.deliveredAt,
+      delivered: r.delivered,
+      finalStatuses: r.statuses,
+      finalQueues: r.queues,
+      peakRssMB: r.peakRssMB[0],
+      serverCpuCores: r.serverCpu,
+      otherCpuCores: r.otherCpu,
       sandboxDelayMs: settings.sandboxDelayMs,
     };
   } finally {
-    rss.stop();
     await server.stop();
   }
+}
+
+// --- scaleout: PostgreSQL + Redis, one API, one sandbox, 1/2/4 workers ------------------------------------------
+
+/** Worker processes (no HTTP): started here, killed with the rest at the end of the run. */
+const workerChildren = new Set<ChildProcess>();
+
+function killWorkersSync(): void {
+  for (const c of workerChildren) {
+    try {
+      c.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  workerChildren.clear();
+}
+
+interface WorkerHandle {
+  pid: number;
+  exited(): boolean;
+  logTail(): string;
+  stop(): Promise<void>;
+}
+
+/** Starts `omni worker`; resolves once it reports running (the runtime is up and its loops started). */
+async function spawnWorker(name: string, env: Record<string, string>): Promise<WorkerHandle> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/entry/cli.ts', 'worker'], {
+    cwd: repoDir,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  workerChildren.add(child);
+  const tail: string[] = [];
+  let running = false;
+  const keep = (chunk: Buffer) => {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (!line.trim()) continue;
+      tail.push(line);
+      if (line.includes('worker running')) running = true;
+    }
+    if (tail.length > 40) tail.splice(0, tail.length - 40);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  let exitInfo: string | undefined;
+  const exitPromise = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exitInfo = `exited (code ${code}, signal ${signal})`;
+      workerChildren.delete(child);
+      resolve();
+    }),
+  );
+  const handle: WorkerHandle = {
+    pid: child.pid ?? -1,
+    exited: () => exitInfo !== undefined,
+    logTail: () => tail.join('\n'),
+    async stop() {
+      if (exitInfo !== undefined) return;
+      child.kill('SIGTERM');
+      const stopped = await Promise.race([exitPromise.then(() => true), sleep(5000).then(() => false)]);
+      if (!stopped) {
+        child.kill('SIGKILL');
+        await exitPromise;
+      }
+    },
+  };
+  const deadline = Date.now() + 30_000;
+  while (!running) {
+    if (exitInfo !== undefined) throw new Error(`${name} ${exitInfo} before it was running:\n${handle.logTail()}`);
+    if (Date.now() > deadline) {
+      await handle.stop();
+      throw new Error(`${name} not running after 30 s:\n${handle.logTail()}`);
+    }
+    await sleep(50);
+  }
+  return handle;
+}
+
+/** Null when PostgreSQL and Redis both answer, else why not. */
+async function probeScaleoutBackends(): Promise<string | null> {
+  const client = new pg.Client({ connectionString: scaleout.databaseUrl, connectionTimeoutMillis: 3000 });
+  try {
+    await client.connect();
+    await client.query('select 1');
+  } catch (err) {
+    return `PostgreSQL at ${redact(scaleout.databaseUrl)} is unreachable (${(err as Error).message || String(err)})`;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  const redis = new Redis(scaleout.redisUrl, {
+    lazyConnect: true,
+    connectTimeout: 3000,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  let cause: string | undefined;
+  redis.on('error', (err: Error) => {
+    cause ??= err.message;
+  });
+  try {
+    await redis.connect();
+    await redis.ping();
+    return null;
+  } catch (err) {
+    return `Redis at ${redact(scaleout.redisUrl)} is unreachable (${cause ?? (err as Error).message})`;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+function redact(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//…@');
+}
+
+/** Drops the run's schema and deletes its Redis keys (best effort: a failure is reported, not thrown). */
+async function cleanScaleoutRun(schema: string, prefix: string): Promise<void> {
+  const client = new pg.Client({ connectionString: scaleout.databaseUrl });
+  try {
+    await client.connect();
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } catch (err) {
+    console.error(`  [scaleout] could not drop schema ${schema}: ${(err as Error).message}`);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  const redis = new Redis(scaleout.redisUrl, { maxRetriesPerRequest: 1, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    let cursor = '0';
+    do {
+      const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = nextCursor;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+  } catch (err) {
+    console.error(`  [scaleout] could not delete Redis keys ${prefix}:*: ${(err as Error).message}`);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** One scale-out run with `workers` worker processes, on a fresh schema and Redis prefix. */
+async function scaleoutRun(workers: number): Promise<DeliveryRun> {
+  const label = `scaleout ${workers}w`;
+  const suffix = randomBytes(6).toString('hex');
+  const schema = `bench_${suffix}`;
+  const prefix = `omni-bench-${suffix}`;
+  const backend = {
+    OMNI_DATABASE_URL: scaleout.databaseUrl,
+    OMNI_DATABASE_SCHEMA: schema,
+    OMNI_REDIS_URL: scaleout.redisUrl,
+    OMNI_REDIS_PREFIX: prefix,
+    OMNI_BOOTSTRAP_API_KEY: API_KEY,
+    OMNI_LOG_LEVEL: 'warn',
+  };
+  const stops: (() => Promise<void>)[] = [];
+  try {
+    // The schema and the organization with our key, once, before the API starts (as `omni migrate` in production).
+    await execFileAsync(process.execPath, ['--import', 'tsx', 'src/entry/cli.ts', 'migrate'], {
+      cwd: repoDir,
+      env: { ...process.env, ...backend },
+      timeout: 60_000,
+    });
+    const sandbox = await spawnServer({
+      name: `${label} sandbox`,
+      args: ['src/entry/cli.ts', 'sandbox'],
+      cwd: repoDir,
+      env: ({ port, dataDir }) => ({
+        OMNI_PORT: String(port),
+        OMNI_HOST: '127.0.0.1',
+        OMNI_DATA_DIR: dataDir,
+        OMNI_LOG_LEVEL: 'warn',
+        OMNI_SANDBOX_DELAY_MS: String(settings.sandboxDelayMs),
+      }),
+    });
+    stops.push(() => sandbox.stop());
+    const api = await productServer(`${label} api`, 'api', { ...backend, OMNI_SANDBOX_URL: sandbox.url });
+    stops.push(() => api.stop());
+    const started = await Promise.all(
+      Array.from({ length: workers }, (_, i) =>
+        spawnWorker(`${label} worker ${i + 1}`, {
+          ...backend,
+          OMNI_SANDBOX_URL: sandbox.url,
+          // The sandbox posts its callbacks to the API process.
+          OMNI_PUBLIC_URL: api.url,
+        }),
+      ),
+    );
+    for (const w of started) stops.push(() => w.stop());
+    const procs = [
+      { name: 'api', exited: api.exited, logTail: api.logTail },
+      { name: 'sandbox', exited: sandbox.exited, logTail: sandbox.logTail },
+      ...started.map((w, i) => ({ name: `worker ${i + 1}`, exited: w.exited, logTail: w.logTail })),
+    ];
+    return await runDelivery({
+      label,
+      apiUrl: api.url,
+      total: scaleout.messages,
+      timeoutS: scaleout.timeoutS,
+      pids: [api.pid, sandbox.pid, ...started.map((w) => w.pid)],
+      checkAlive: () => {
+        for (const p of procs) if (p.exited()) throw new Error(`${label}: ${p.name} died:\n${p.logTail()}`);
+      },
+    });
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    await cleanScaleoutRun(schema, prefix);
+  }
+}
+
+async function benchScaleout(ctx: Context): Promise<void> {
+  const total = scaleout.messages;
+  const e2e = ctx.e2eMsgsPerSec;
+  const e2eNote = (v: number | undefined) =>
+    e2e === undefined || v === undefined ? undefined : `${(v / e2e).toFixed(2)}× the embedded e2e figure`;
+  const unreachable = await probeScaleoutBackends();
+  if (unreachable) {
+    const note = `skipped: ${unreachable} (set BENCH_DATABASE_URL / BENCH_REDIS_URL)`;
+    console.error(`  [scaleout] ${note}`);
+    ctx.rows.push(notApplicable('scaleout', 'delivered msgs/s (PostgreSQL + Redis)', 'msg/s', TARGETS.e2eMsgs, note));
+    ctx.raw.scaleout = { skipped: unreachable };
+    return;
+  }
+  ctx.rows.push(
+    e2e === undefined
+      ? row(
+          'scaleout',
+          'embedded e2e delivered msgs/s (one process, SQLite), for comparison',
+          undefined,
+          'msg/s',
+          undefined,
+          'run the e2e section too',
+        )
+      : row('scaleout', 'embedded e2e delivered msgs/s (one process, SQLite), for comparison', e2e, 'msg/s'),
+  );
+  const runs: Record<string, unknown> = {};
+  for (const workers of SCALEOUT_WORKERS) {
+    const name = `${workers} worker${workers > 1 ? 's' : ''}`;
+    try {
+      const r = await scaleoutRun(workers);
+      const rate = deliveryRate(r, total, scaleout.timeoutS);
+      const rssSum = r.peakRssMB.reduce((a, b) => a + b, 0);
+      ctx.rows.push(
+        row(
+          'scaleout',
+          `${name}: delivered msgs/s (${total.toLocaleString('en-US')} msgs, 1 api + 1 sandbox + ${name})`,
+          rate.value,
+          'msg/s',
+          TARGETS.e2eMsgs,
+          rate.note ?? e2eNote(rate.value),
+        ),
+        row(
+          'scaleout',
+          `${name}: peak RSS summed over the ${r.peakRssMB.length} processes`,
+          rssSum,
+          'MB',
+          undefined,
+          r.peakRssMB.map((m) => m.toFixed(0)).join(' + '),
+        ),
+        row('scaleout', `${name}: product CPU, all processes (1.00 = one core busy)`, r.serverCpu, 'cores'),
+        row('scaleout', `${name}: rest of machine CPU (PostgreSQL, Redis, other)`, r.otherCpu, 'cores'),
+      );
+      runs[String(workers)] = {
+        accepted: r.accepted,
+        rejected: r.rejected,
+        submitSeconds: r.submitDoneAt,
+        deliveredSeconds: r.deliveredAt,
+        delivered: r.delivered,
+        finalStatuses: r.statuses,
+        finalQueues: r.queues,
+        peakRssMB: r.peakRssMB,
+        peakRssSumMB: rssSum,
+        productCpuCores: r.serverCpu,
+        otherCpuCores: r.otherCpu,
+      };
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      console.error(`  [scaleout] ${name} failed: ${msg}`);
+      ctx.rows.push(
+        row('scaleout', `${name}: delivered msgs/s`, undefined, 'msg/s', TARGETS.e2eMsgs, msg.split('\n')[0]),
+      );
+      runs[String(workers)] = { error: msg };
+    }
+  }
+  ctx.raw.scaleout = {
+    messages: total,
+    sandboxDelayMs: settings.sandboxDelayMs,
+    embeddedE2eMsgsPerSec: e2e,
+    runs,
+  };
+  const failed = Object.values(runs).filter((r) => (r as { error?: string }).error).length;
+  if (failed === SCALEOUT_WORKERS.length) throw new Error('every scale-out run failed');
 }
 
 function summary(l: LoadResult) {
@@ -511,6 +894,7 @@ const RUNNERS: Record<Section, (ctx: Context) => Promise<void>> = {
   ingest: benchIngest,
   batch: benchBatch,
   e2e: benchE2e,
+  scaleout: benchScaleout,
 };
 
 async function main(): Promise<number> {
@@ -526,7 +910,7 @@ async function main(): Promise<number> {
   console.log('Omnichannel bench\n');
   console.log(renderMachine(machine));
   console.log(
-    `Settings duration ${settings.durationS} s (+${settings.warmupS} s warm-up), ${settings.connections} conns (batch ${settings.batchConnections}), pipelining ${settings.pipelining}, batch ${settings.batchSize}, e2e ${settings.e2eMessages.toLocaleString('en-US')} msgs × ${settings.e2eConcurrency} in flight, sandbox delay ${settings.sandboxDelayMs} ms`,
+    `Settings duration ${settings.durationS} s (+${settings.warmupS} s warm-up), ${settings.connections} conns (batch ${settings.batchConnections}), pipelining ${settings.pipelining}, batch ${settings.batchSize}, e2e ${settings.e2eMessages.toLocaleString('en-US')} msgs × ${settings.e2eConcurrency} in flight, scaleout ${scaleout.messages.toLocaleString('en-US')} msgs × ${SCALEOUT_WORKERS.join('/')} workers, sandbox delay ${settings.sandboxDelayMs} ms`,
   );
   console.log(`Sections ${selected.join(' ')}\n`);
 
@@ -575,22 +959,27 @@ async function main(): Promise<number> {
   return Object.keys(errors).length > 0 ? 1 : 0;
 }
 
-process.on('exit', killAllSync);
+function killEverythingSync(): void {
+  killWorkersSync();
+  killAllSync();
+}
+
+process.on('exit', killEverythingSync);
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
-    killAllSync();
+    killEverythingSync();
     process.exit(130);
   });
 }
 
 main().then(
   (code) => {
-    killAllSync();
+    killEverythingSync();
     process.exit(code);
   },
   (err) => {
     console.error(err);
-    killAllSync();
+    killEverythingSync();
     process.exit(1);
   },
 );

@@ -106,6 +106,12 @@ export interface StaleMessage {
   sendAt: number | null;
 }
 
+/** A stored carrier event not settled yet (its job may have been lost). */
+export interface UnsettledCarrierEvent {
+  id: number;
+  orgId: string;
+}
+
 export interface Template {
   id: string;
   orgId: string;
@@ -149,7 +155,11 @@ export interface MessageStore {
     now: number,
   ): Promise<number[]>;
   loadCarrierEvents(ids: readonly number[]): Promise<StoredCarrierEvent[]>;
-  /** Applies status events to their messages and stores inbound messages, in one transaction. */
+  /**
+   * Applies status events to their messages and stores inbound messages, in one transaction, and marks the events
+   * it applied settled in it too. Events already settled are skipped (not applied again, not reported), so a
+   * repeated job is harmless; unmatched events stay unsettled.
+   */
   applyCarrierEvents(
     events: readonly StoredCarrierEvent[],
     now: number,
@@ -171,6 +181,12 @@ export interface MessageStore {
    * updated since `updatedBefore`; or `sending` with a lease that ended before `now`. Oldest first.
    */
   listStaleMessages(updatedBefore: number, now: number, limit: number): Promise<StaleMessage[]>;
+  /** Marks carrier events settled that will never be applied (no message matches them: dead-lettered). */
+  settleCarrierEvents(ids: readonly number[], now: number): Promise<void>;
+  /**
+   * Carrier events that may have lost their job: not settled and received before `receivedBefore`. Oldest first.
+   */
+  listUnsettledCarrierEvents(receivedBefore: number, limit: number): Promise<UnsettledCarrierEvent[]>;
   /** True when the database answers. */
   ping(): Promise<boolean>;
   close(): Promise<void>;

@@ -1,7 +1,9 @@
 /**
  * Carrier callbacks: a webhook is verified and parsed by the sender's adapter, its events stored (deduplicated)
  * with a job, and answered at once; a worker then applies them. A status report for a message we cannot match
- * yet (the callback overtook our own record of the send) is retried, then dead-lettered.
+ * yet (the callback overtook our own record of the send) is retried, then dead-lettered. Events are marked settled
+ * once applied (or dead-lettered): a job running again skips them, and the outbox sweeper finds the unsettled ones
+ * whose job was lost.
  */
 import { NotFoundError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
@@ -13,11 +15,24 @@ import type { MessageStore } from '../ports/store.ts';
 import type { CarrierRegistry } from './carrier-registry.ts';
 
 export const CARRIER_EVENTS_QUEUE = 'carrier-events';
-const MAX_MATCH_ATTEMPTS = 8;
+/** Tries at matching a status report to its message; the last one dead-letters what still does not match. */
+export const MAX_MATCH_ATTEMPTS = 8;
 
 interface Payload {
   ids: number[];
   attempt: number;
+}
+
+/** The job applying stored events `ids` (one organization's), as try `attempt` at matching them. */
+export function carrierEventsJob(orgId: string | null, ids: number[], attempt: number, runAt: number): NewJob {
+  return {
+    id: `events:${ids[0]}:${attempt}`,
+    queue: CARRIER_EVENTS_QUEUE,
+    payload: JSON.stringify({ ids, attempt } satisfies Payload),
+    orgId,
+    priority: 0,
+    runAt,
+  };
 }
 
 export class CarrierEvents {
@@ -39,7 +54,12 @@ export class CarrierEvents {
     if (events.length === 0) return 0;
     this.metrics.carrierEventsReceived(provider, events.length);
     const now = this.clock.now();
-    const ids = await this.store.storeCarrierEvents(sender, events, (ids) => this.job(sender.orgId, ids, 1, now), now);
+    const ids = await this.store.storeCarrierEvents(
+      sender,
+      events,
+      (ids) => carrierEventsJob(sender.orgId, ids, 1, now),
+      now,
+    );
     return ids.length;
   }
 
@@ -68,24 +88,15 @@ export class CarrierEvents {
             { ...job, payload: JSON.stringify({ ids: left, attempt: p.attempt }) },
             'no message matches these carrier events',
           );
+          // After the dead letter: a crash in between tries them once more rather than losing the record.
+          await this.store.settleCarrierEvents(left, now);
         } else {
           const delay = Math.min(60_000, 500 * 2 ** (p.attempt - 1));
-          await this.queue.enqueue([this.job(job.orgId, left, p.attempt + 1, now + delay)]);
+          await this.queue.enqueue([carrierEventsJob(job.orgId, left, p.attempt + 1, now + delay)]);
         }
       }
     }
     await this.queue.ack(jobs.map((j) => j.id));
     return jobs.length;
-  }
-
-  private job(orgId: string | null, ids: number[], attempt: number, runAt: number): NewJob {
-    return {
-      id: `events:${ids[0]}:${attempt}`,
-      queue: CARRIER_EVENTS_QUEUE,
-      payload: JSON.stringify({ ids, attempt } satisfies Payload),
-      orgId,
-      priority: 0,
-      runAt,
-    };
   }
 }

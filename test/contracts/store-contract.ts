@@ -999,6 +999,115 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
       });
     });
 
+    describe('settling carrier events', () => {
+      let sender: SenderRecord;
+      beforeEach(async () => {
+        await createOrg(org);
+        sender = await createSender();
+      });
+
+      const inboundEvent = (key: string): CarrierEvent => ({
+        kind: 'inbound',
+        eventKey: key,
+        providerMessageId: key,
+        channel: 'sms',
+        from: '+12025550177',
+        to: '+12025550100',
+        body: 'STOP',
+        occurredAt: t0,
+      });
+
+      it('settles what it applies; unmatched events stay unsettled until settled on their own', async () => {
+        const id = await sentMessage(sender, 'SM-settle');
+        const receivedAt = t0 + 2 * MINUTE;
+        const ids = await store.storeCarrierEvents(
+          sender,
+          [
+            statusEvent('delivered', { providerMessageId: 'SM-settle' }, t0 + 90_000),
+            statusEvent('delivered', { providerMessageId: 'SM-nobody' }, t0 + 90_000),
+            inboundEvent('SM-in-settle'),
+          ],
+          eventsJob(org),
+          receivedAt,
+        );
+        const [applied, unmatched, inbound] = ids as [number, number, number];
+        const unsettled = (before: number, limit = 100) => store.listUnsettledCarrierEvents(before, limit);
+        // Only events received before the given time count; oldest first, `limit` at most.
+        expect(await unsettled(receivedAt)).toEqual([]);
+        expect(await unsettled(receivedAt + 1)).toEqual(ids.map((eventId) => ({ id: eventId, orgId: org })));
+        expect(await unsettled(receivedAt + 1, 2)).toEqual([
+          { id: applied, orgId: org },
+          { id: unmatched, orgId: org },
+        ]);
+
+        const result = await store.applyCarrierEvents(await store.loadCarrierEvents(ids), receivedAt + 10, () =>
+          newId('msg'),
+        );
+        expect(result.applied).toEqual([{ messageId: id, status: 'delivered' }]);
+        expect(result.unmatched).toEqual([unmatched]);
+        expect(result.inbound).toHaveLength(1);
+        expect(inbound).toBeGreaterThan(unmatched);
+        expect(await unsettled(receivedAt + MINUTE)).toEqual([{ id: unmatched, orgId: org }]);
+
+        // Given up on (dead-lettered): settled too; settling again, or unknown ids, changes nothing.
+        await store.settleCarrierEvents([unmatched], receivedAt + 20);
+        await store.settleCarrierEvents([unmatched, 987654321], receivedAt + 30);
+        await store.settleCarrierEvents([], receivedAt + 30);
+        expect(await unsettled(receivedAt + MINUTE)).toEqual([]);
+      });
+
+      it('skips events already settled, so a job that runs again applies nothing twice', async () => {
+        const id = await sentMessage(sender, 'SM-twice');
+        const { ids, result } = await deliverEvents(sender, [
+          statusEvent('delivered', { providerMessageId: 'SM-twice' }, t0 + 90_000),
+          inboundEvent('SM-in-twice'),
+        ]);
+        expect(result.applied).toHaveLength(1);
+        expect(result.inbound).toHaveLength(1);
+        const history = await store.getHistory(id);
+        const counts = await store.countByStatus();
+
+        const again = await store.applyCarrierEvents(await store.loadCarrierEvents(ids), Date.now(), () =>
+          newId('msg'),
+        );
+        expect(again).toEqual({ applied: [], unmatched: [], inbound: [] });
+        expect(await store.getHistory(id)).toEqual(history);
+        expect(await store.countByStatus()).toEqual(counts);
+
+        // A settled (dead-lettered) event is not reported as unmatched any more either.
+        const [orphan] = await store.storeCarrierEvents(
+          sender,
+          [statusEvent('delivered', { providerMessageId: 'SM-orphan' }, t0 + 90_000)],
+          eventsJob(org),
+          Date.now(),
+        );
+        const loaded = await store.loadCarrierEvents([orphan as number]);
+        expect((await store.applyCarrierEvents(loaded, Date.now(), () => newId('msg'))).unmatched).toEqual([orphan]);
+        await store.settleCarrierEvents([orphan as number], Date.now());
+        expect((await store.applyCarrierEvents(loaded, Date.now(), () => newId('msg'))).unmatched).toEqual([]);
+      });
+
+      it('applies events once when the same job runs twice at once', async () => {
+        const ids: string[] = [];
+        for (let i = 0; i < 20; i++) ids.push(await sentMessage(sender, `SM-race-${i}`));
+        const eventIds = await store.storeCarrierEvents(
+          sender,
+          ids.map((_, i) => statusEvent('delivered', { providerMessageId: `SM-race-${i}` }, t0 + 90_000)),
+          eventsJob(org),
+          Date.now(),
+        );
+        const loaded = await store.loadCarrierEvents(eventIds);
+        const results = await Promise.all(
+          [0, 1, 2].map(() => store.applyCarrierEvents(loaded, Date.now(), () => newId('msg'))),
+        );
+        expect(results.flatMap((r) => r.applied)).toHaveLength(ids.length);
+        expect(results.flatMap((r) => r.unmatched)).toEqual([]);
+        for (const id of ids) {
+          expect((await store.getHistory(id)).filter((h) => h.status === 'delivered')).toHaveLength(1);
+        }
+      });
+    });
+
     describe('templates, API keys, organizations, senders', () => {
       it('round-trips templates, scoped to the organization', async () => {
         const tpl = {

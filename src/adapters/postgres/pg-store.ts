@@ -10,6 +10,7 @@
  * processes reporting on one message are serialized and the second sees the first's result (a rank is never
  * lowered). Commands that lock several messages lock them in id order, so they cannot deadlock each other.
  * History rows of a message are written while its row is locked, so their `seq` order is the order of events.
+ * Applying carrier events locks the (unsettled) events first, then their messages; nothing locks in the other order.
  */
 import { type RawBuilder, sql } from 'kysely';
 import { applyStatusEvent, type MessageStatus, type StatusEvent } from '../../domain/message-status.ts';
@@ -28,6 +29,7 @@ import type {
   StaleMessage,
   StoredCarrierEvent,
   Template,
+  UnsettledCarrierEvent,
 } from '../../ports/store.ts';
 import { json, type MessageRow, type SenderRow, toMessage, toSender } from '../sql/rows.ts';
 import { inTransaction, type PgHandle, type Trx } from './database.ts';
@@ -462,28 +464,36 @@ export class PgStore implements MessageStore {
   }
 
   async applyCarrierEvents(
-    events: readonly StoredCarrierEvent[],
+    given: readonly StoredCarrierEvent[],
     now: number,
     newInboundId: () => string,
   ): Promise<CarrierEventResult> {
-    const refs = new Set<string>();
-    const providerSenders: string[] = [];
-    const providerIds: string[] = [];
-    const inboundSenders = new Set<string>();
-    for (const se of events) {
-      const e = se.event;
-      if (e.kind === 'status') {
-        if (e.reference) refs.add(e.reference);
-        if (e.providerMessageId) {
-          providerSenders.push(se.senderId);
-          providerIds.push(e.providerMessageId);
-        }
-      } else {
-        inboundSenders.add(se.senderId);
-      }
-    }
     return inTransaction(this.h, async (trx) => {
       const result: CarrierEventResult = { unmatched: [], applied: [], inbound: [] };
+      if (given.length === 0) return result;
+      // The events not settled yet, locked (in id order, before any message): a job running twice at once applies
+      // them once, the second waiting for the first and then finding them settled.
+      const { rows: open } = await sql<{ id: number }>`
+        select id from carrier_events where id = any(${given.map((e) => e.id)}::bigint[]) and settled_at is null
+        order by id for update`.execute(trx);
+      const unsettled = new Set(open.map((r) => r.id));
+      const events = given.filter((se) => unsettled.has(se.id));
+      const refs = new Set<string>();
+      const providerSenders: string[] = [];
+      const providerIds: string[] = [];
+      const inboundSenders = new Set<string>();
+      for (const se of events) {
+        const e = se.event;
+        if (e.kind === 'status') {
+          if (e.reference) refs.add(e.reference);
+          if (e.providerMessageId) {
+            providerSenders.push(se.senderId);
+            providerIds.push(e.providerMessageId);
+          }
+        } else {
+          inboundSenders.add(se.senderId);
+        }
+      }
       // Every message the status events may concern, locked (in id order) before any is decided on.
       const rows =
         refs.size + providerIds.length === 0
@@ -519,6 +529,7 @@ export class PgStore implements MessageStore {
       const dirty = new Set<LockedRow>();
       const hist: unknown[][] = [];
       const inbound: unknown[][] = [];
+      const settled: number[] = [];
       for (const se of events) {
         const e = se.event;
         if (e.kind === 'status') {
@@ -553,6 +564,7 @@ export class PgStore implements MessageStore {
           if (e.error) detail.error = e.error;
           if (e.detail) Object.assign(detail, e.detail);
           hist.push([m.id, e.status, e.occurredAt, t.applied ? 1 : 0, JSON.stringify(detail)]);
+          settled.push(se.id);
         } else {
           const id = newInboundId();
           inbound.push([
@@ -572,12 +584,14 @@ export class PgStore implements MessageStore {
           ]);
           hist.push([id, 'received', e.occurredAt, 1, JSON.stringify({ providerMessageId: e.providerMessageId })]);
           result.inbound.push(id);
+          settled.push(se.id);
         }
       }
       if (hist.length > 0) {
         await sql`
           with u as (${writeBack([...dirty])}),
-          i as (${insertRows('messages', INBOUND_COLS, inbound)})
+          i as (${insertRows('messages', INBOUND_COLS, inbound)}),
+          s as (update carrier_events set settled_at = ${now}::bigint where id = any(${settled}::bigint[]))
           ${insertRows('message_history', HISTORY_COLS, hist)}`.execute(trx);
       }
       return result;
@@ -658,6 +672,19 @@ export class PgStore implements MessageStore {
          or (status = 'sending' and lease_until < ${now})
       order by updated_at limit ${limit}`.execute(this.h.kysely);
     return rows.map((r) => ({ id: r.id, orgId: r.org_id, priority: r.priority, sendAt: r.send_at }));
+  }
+
+  async settleCarrierEvents(ids: readonly number[], now: number): Promise<void> {
+    if (ids.length === 0) return;
+    await sql`update carrier_events set settled_at = ${now}::bigint
+      where id = any(${[...ids]}::bigint[]) and settled_at is null`.execute(this.h.kysely);
+  }
+
+  async listUnsettledCarrierEvents(receivedBefore: number, limit: number): Promise<UnsettledCarrierEvent[]> {
+    const { rows } = await sql<{ id: number; org_id: string }>`
+      select id, org_id from carrier_events where settled_at is null and received_at < ${receivedBefore}::bigint
+      order by received_at, id limit ${limit}`.execute(this.h.kysely);
+    return rows.map((r) => ({ id: r.id, orgId: r.org_id }));
   }
 
   async ping(): Promise<boolean> {

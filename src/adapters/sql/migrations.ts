@@ -183,6 +183,21 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('messages_status_updated').on('messages').columns(['status', 'updated_at']).execute();
     },
   },
+  // Carrier events are marked settled once applied (or dead-lettered), so the outbox sweeper can find those whose
+  // job was lost with the broker's data, and a repeated job skips what is already done. Events stored before this
+  // migration were handled by the jobs of their time: they count as settled.
+  '0003_carrier_events_settled': {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('carrier_events').addColumn('settled_at', 'bigint').execute();
+      await sql`update carrier_events set settled_at = received_at`.execute(db);
+      await db.schema
+        .createIndex('carrier_events_unsettled')
+        .on('carrier_events')
+        .columns(['received_at', 'id'])
+        .where(sql.ref('settled_at'), 'is', null)
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -20,6 +20,7 @@ import type {
   StaleMessage,
   StoredCarrierEvent,
   Template,
+  UnsettledCarrierEvent,
 } from '../../ports/store.ts';
 import { json, type MessageRow, type SenderRow, toMessage, toSender } from '../sql/rows.ts';
 import { insertRows, type SqliteHandle } from './database.ts';
@@ -359,6 +360,9 @@ export class SqliteStore implements MessageStore {
   ): Promise<CarrierEventResult> {
     const h = this.h;
     return h.db.transaction(() => {
+      // Events already settled (by an earlier run of the same job) are skipped.
+      const isOpen = h.stmt('SELECT 1 FROM carrier_events WHERE id = ? AND settled_at IS NULL').pluck();
+      const settle = h.stmt('UPDATE carrier_events SET settled_at = ? WHERE id = ?');
       const byId = h.stmt('SELECT id, org_id, status, provider_message_id FROM messages WHERE id = ?');
       const byProvider = h.stmt(
         'SELECT id, org_id, status, provider_message_id FROM messages WHERE sender_id = ? AND provider_message_id = ?',
@@ -373,6 +377,7 @@ export class SqliteStore implements MessageStore {
       const inbound: unknown[][] = [];
       for (const se of events) {
         const e = se.event;
+        if (isOpen.get(se.id) === undefined) continue;
         if (e.kind === 'status') {
           type Row = { id: string; org_id: string; status: MessageStatus; provider_message_id: string | null };
           let m = e.reference ? (byId.get(e.reference) as Row | undefined) : undefined;
@@ -404,6 +409,7 @@ export class SqliteStore implements MessageStore {
           if (e.error) detail.error = e.error;
           if (e.detail) Object.assign(detail, e.detail);
           hist.push([m.id, e.status, e.occurredAt, t.applied ? 1 : 0, JSON.stringify(detail)]);
+          settle.run(now, se.id);
         } else {
           const id = newInboundId();
           const sender = h.stmt('SELECT provider FROM senders WHERE id = ?').pluck().get(se.senderId) as
@@ -424,6 +430,7 @@ export class SqliteStore implements MessageStore {
           ]);
           hist.push([id, 'received', e.occurredAt, 1, JSON.stringify({ providerMessageId: e.providerMessageId })]);
           result.inbound.push(id);
+          settle.run(now, se.id);
         }
       }
       insertRows(
@@ -543,6 +550,24 @@ export class SqliteStore implements MessageStore {
       send_at: number | null;
     }[];
     return rows.map((r) => ({ id: r.id, orgId: r.org_id, priority: r.priority, sendAt: r.send_at }));
+  }
+
+  async settleCarrierEvents(ids: readonly number[], now: number): Promise<void> {
+    const h = this.h;
+    const settle = h.stmt('UPDATE carrier_events SET settled_at = ? WHERE id = ? AND settled_at IS NULL');
+    h.db.transaction(() => {
+      for (const id of ids) settle.run(now, id);
+    })();
+  }
+
+  async listUnsettledCarrierEvents(receivedBefore: number, limit: number): Promise<UnsettledCarrierEvent[]> {
+    const rows = this.h
+      .stmt(
+        `SELECT id, org_id FROM carrier_events WHERE settled_at IS NULL AND received_at < ?
+         ORDER BY received_at, id LIMIT ?`,
+      )
+      .all(receivedBefore, limit) as { id: number; org_id: string }[];
+    return rows.map((r) => ({ id: r.id, orgId: r.org_id }));
   }
 
   async ping(): Promise<boolean> {
