@@ -127,8 +127,9 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
         onError: onError('outbox relay'),
       });
       backend.jobs.onEnqueue(() => relayLoop.wake());
-      const sweeper = new OutboxSweeper(store, broker, clock, { graceMs: config.sweepGraceMs, batchSize: 1000 });
-      const sweepLoop = new WorkerLoop(() => sweeper.runOnce(), {
+      const sweeper = new OutboxSweeper(store, broker, clock, { graceMs: config.sweepGraceMs, batchSize: 10_000 });
+      // One sweep per interval: a backlog older than the grace period must not make the sweeper spin on it.
+      const sweepLoop = new WorkerLoop(() => sweeper.runOnce().then(() => 0), {
         name: 'outbox-sweeper',
         concurrency: 1,
         pollMs: Math.max(1000, Math.floor(config.sweepGraceMs / 4)),
