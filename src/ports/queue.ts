@@ -48,6 +48,10 @@ export interface JobQueue {
   depth(): Promise<Record<string, number>>;
   /** Earliest due time of a job in `queue`, or null when empty (lets a worker sleep until then). */
   nextDueAt(queue: string): Promise<number | null>;
-  /** Called when jobs may have become available (enqueue in this process). Returns an unsubscribe. */
+  /**
+   * Called when jobs may have become available: enqueued in this process, and — where the adapter can hear them
+   * (PostgreSQL LISTEN/NOTIFY, Redis pub/sub) — in other processes; `'*'` means "anything may be due". A hint
+   * for waking workers early, never a guarantee: workers still poll. Returns an unsubscribe.
+   */
   onEnqueue(listener: (queue: string) => void): () => void;
 }
