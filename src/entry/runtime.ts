@@ -9,11 +9,14 @@ import pino from 'pino';
 import { createSandboxCarrier } from '../adapters/carriers/sandbox-carrier.ts';
 import { systemClock } from '../adapters/clock/system-clock.ts';
 import { createPrometheus } from '../adapters/metrics/prometheus.ts';
+import { MemoryRateLimiter } from '../adapters/rate-limiter/memory-rate-limiter.ts';
 import { BullmqJobQueue } from '../adapters/redis/bullmq-job-queue.ts';
 import { RedisPubSub } from '../adapters/redis/redis-pubsub.ts';
+import { RedisRateLimiter } from '../adapters/redis/redis-rate-limiter.ts';
 import { buildApp } from '../http/app.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { JobQueue } from '../ports/queue.ts';
+import type { RateLimiter } from '../ports/rate-limiter.ts';
 import { SandboxServer } from '../sandbox/sandbox-server.ts';
 import { AcceptMessages, SEND_QUEUE } from '../services/accept-messages.ts';
 import { ApiKeyAuth } from '../services/auth.ts';
@@ -63,6 +66,10 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
     });
   }
   const queue: JobQueue = broker ?? backend.jobs;
+  // Per-sender rate limits: in Redis when there is one, so every worker process shares each sender's budget.
+  const limiter: RateLimiter = config.redisUrl
+    ? new RedisRateLimiter({ connection: config.redisUrl, prefix: `${config.redisPrefix}:rate` })
+    : new MemoryRateLimiter();
   // Workers need no API key; with separate processes, `omni migrate` (run first) bootstraps, so API processes
   // starting together find the organization already there.
   const boot: BootstrapResult =
@@ -95,6 +102,7 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
       batchSize: config.workers.batchSize,
       leaseMs: config.workers.leaseMs,
       retry: config.retry,
+      limiter,
     });
     const onError = (name: string) => (err: unknown) => logger.error({ err }, `${name} worker failed; retrying`);
     const send = new WorkerLoop(() => dispatch.runOnce(), {
@@ -207,6 +215,7 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
         await sandbox?.close();
         await broker?.close();
         await pubsub?.close();
+        await limiter.close();
         await store.close();
       })();
       return stopping;

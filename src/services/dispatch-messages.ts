@@ -11,6 +11,7 @@ import type { Carrier, SenderRecord, SendRequest, SendResult } from '../ports/ca
 import type { Clock } from '../ports/clock.ts';
 import type { PipelineMetrics } from '../ports/metrics.ts';
 import type { Job, JobQueue } from '../ports/queue.ts';
+import type { RateLimiter } from '../ports/rate-limiter.ts';
 import type { MessageRecord, MessageStore, SendOutcome } from '../ports/store.ts';
 import { SEND_QUEUE } from './accept-messages.ts';
 import type { CarrierRegistry } from './carrier-registry.ts';
@@ -20,6 +21,17 @@ export interface DispatchOptions {
   leaseMs: number;
   retry: RetryPolicy;
   random?: () => number;
+  /** Enforces each sender's `config.rateLimitPerSecond` (shared by every worker when the limiter is). */
+  limiter?: RateLimiter;
+}
+
+/** Extra wait after a full window, so that windows as the carrier measures them are never overfilled. */
+const RATE_MARGIN_MS = 25;
+
+/** A sender's rate limit in messages per second, when it has one. */
+export function rateLimitOf(sender: SenderRecord): number | undefined {
+  const v = sender.config.rateLimitPerSecond;
+  return typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined;
 }
 
 interface Work {
@@ -81,8 +93,8 @@ export class DispatchMessages {
     const retries: { job: Job; runAt: number; error: string }[] = [];
     await Promise.all(
       [...groups.values()].map(async ({ sender, work }) => {
-        const results = await this.sendSafely(
-          this.registry.carrier(sender),
+        const results = await this.sendWithinLimit(
+          sender,
           work.map((w) => toRequest(w.message, sender)),
         );
         const at = this.clock.now();
@@ -137,6 +149,35 @@ export class DispatchMessages {
     } else {
       done.push(job.id);
     }
+  }
+
+  /**
+   * Sends, honouring the sender's rate limit: in chunks of at most the limit, each after taking that many units
+   * from the (possibly shared) limiter, waiting when the window is full. What cannot go out within half the
+   * lease comes back as a retryable `rate_limited` result, so a lease never runs out while we wait.
+   */
+  private async sendWithinLimit(sender: SenderRecord, requests: SendRequest[]): Promise<SendResult[]> {
+    const limit = rateLimitOf(sender);
+    const limiter = this.opts.limiter;
+    const carrier = this.registry.carrier(sender);
+    if (!limit || !limiter) return this.sendSafely(carrier, requests);
+    const results: SendResult[] = [];
+    const deadline = this.clock.now() + this.opts.leaseMs / 2;
+    let i = 0;
+    while (i < requests.length && this.clock.now() < deadline) {
+      const chunk = requests.slice(i, i + limit);
+      const decision = await limiter.take(`sender:${sender.id}`, chunk.length, limit);
+      if (!decision.allowed) {
+        // The margin absorbs jitter in the time requests take to reach the carrier, which counts arrivals.
+        await new Promise((r) => setTimeout(r, decision.retryAfterMs + RATE_MARGIN_MS));
+        continue;
+      }
+      results.push(...(await this.sendSafely(carrier, chunk)));
+      i += chunk.length;
+    }
+    const error = { code: 'rate_limited', class: 'ResourceError', message: `sender is limited to ${limit} messages/s` };
+    for (; i < requests.length; i++) results.push({ ok: false, retryable: true, error, retryAfterMs: 1000 });
+    return results;
   }
 
   private async sendSafely(carrier: Carrier, requests: SendRequest[]): Promise<SendResult[]> {
