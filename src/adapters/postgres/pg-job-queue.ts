@@ -14,9 +14,9 @@
 import { sql } from 'kysely';
 import { newId } from '../../domain/ids.ts';
 import type { DeadLetter, Job, JobQueue, NewJob } from '../../ports/queue.ts';
-import { type DeadLetterRow, type JobRow, toDeadLetter, toJob } from '../sql/rows.ts';
+import { type DeadLetterRow, type JobRow, jobRow, toDeadLetter, toJob } from '../sql/rows.ts';
 import type { PgHandle } from './database.ts';
-import { insertRows, JOB_COLS, jobRow } from './pg-store.ts';
+import { insertRows, JOB_COLS } from './pg-store.ts';
 
 export class PgJobQueue implements JobQueue {
   constructor(

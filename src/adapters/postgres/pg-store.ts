@@ -31,7 +31,7 @@ import type {
   Template,
   UnsettledCarrierEvent,
 } from '../../ports/store.ts';
-import { json, type MessageRow, type SenderRow, toMessage, toSender } from '../sql/rows.ts';
+import { jobRow, json, type MessageRow, outboundMessageRow, type SenderRow, toMessage, toSender } from '../sql/rows.ts';
 import { inTransaction, type PgHandle, type Trx } from './database.ts';
 
 type PgType = 'text' | 'bigint' | 'integer' | 'double precision';
@@ -128,10 +128,6 @@ const MUTABLE_COLS: Columns = [
   ['updated_at', 'bigint'],
 ];
 
-export function jobRow(j: NewJob): unknown[] {
-  return [j.id, j.queue, j.priority, j.runAt, j.orgId, j.payload];
-}
-
 const ON_CONFLICT_DO_NOTHING = sql`on conflict do nothing`;
 
 type LockedRow = MessageRow & { lease_until: number | null };
@@ -204,24 +200,7 @@ export class PgStore implements MessageStore {
         if (!out[i]?.ok) continue;
         const m = messages[i] as NewMessage;
         const j = jobs[i] as NewJob;
-        const status = m.sendAt !== null && m.sendAt > m.createdAt ? 'scheduled' : 'queued';
-        msgRows.push([
-          m.id,
-          m.orgId,
-          'outbound',
-          m.channel,
-          m.to,
-          m.from,
-          status,
-          m.body,
-          m.subject,
-          m.templateId,
-          json(m.metadata),
-          m.sendAt,
-          m.priority,
-          m.createdAt,
-          m.createdAt,
-        ]);
+        msgRows.push(outboundMessageRow(m));
         jobRows.push(jobRow(j));
         queues.add(j.queue);
       }

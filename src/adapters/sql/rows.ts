@@ -5,8 +5,8 @@
 import type { Channel } from '../../domain/channels.ts';
 import type { MessageStatus } from '../../domain/message-status.ts';
 import type { SenderRecord } from '../../ports/carrier.ts';
-import type { DeadLetter, Job } from '../../ports/queue.ts';
-import type { MessageRecord } from '../../ports/store.ts';
+import type { DeadLetter, Job, NewJob } from '../../ports/queue.ts';
+import type { MessageRecord, NewMessage } from '../../ports/store.ts';
 
 export interface MessageRow {
   id: string;
@@ -127,4 +127,35 @@ export const toDeadLetter = (r: DeadLetterRow): DeadLetter => ({
 
 export function json(v: unknown): string | null {
   return v === null || v === undefined ? null : JSON.stringify(v);
+}
+
+/**
+ * The insert values of a newly accepted message, in the column order both stores use: id, org_id, direction,
+ * channel, recipient, from_address, status, body, subject, template_id, metadata, send_at, priority, created_at,
+ * updated_at.
+ */
+export function outboundMessageRow(m: NewMessage): unknown[] {
+  const status = m.sendAt !== null && m.sendAt > m.createdAt ? 'scheduled' : 'queued';
+  return [
+    m.id,
+    m.orgId,
+    'outbound',
+    m.channel,
+    m.to,
+    m.from,
+    status,
+    m.body,
+    m.subject,
+    m.templateId,
+    json(m.metadata),
+    m.sendAt,
+    m.priority,
+    m.createdAt,
+    m.createdAt,
+  ];
+}
+
+/** The insert values of a job: id, queue, priority, run_at, org_id, payload. */
+export function jobRow(j: NewJob): unknown[] {
+  return [j.id, j.queue, j.priority, j.runAt, j.orgId, j.payload];
 }

@@ -4,9 +4,9 @@
  */
 import { newId } from '../../domain/ids.ts';
 import type { DeadLetter, Job, JobQueue, NewJob } from '../../ports/queue.ts';
-import { type DeadLetterRow, type JobRow, toDeadLetter, toJob } from '../sql/rows.ts';
+import { type DeadLetterRow, type JobRow, jobRow, toDeadLetter, toJob } from '../sql/rows.ts';
 import { insertRows, type SqliteHandle } from './database.ts';
-import { JOB_COLS, jobRow } from './sqlite-store.ts';
+import { JOB_COLS } from './sqlite-store.ts';
 
 export class SqliteJobQueue implements JobQueue {
   constructor(

@@ -22,7 +22,7 @@ import type {
   Template,
   UnsettledCarrierEvent,
 } from '../../ports/store.ts';
-import { json, type MessageRow, type SenderRow, toMessage, toSender } from '../sql/rows.ts';
+import { jobRow, json, type MessageRow, outboundMessageRow, type SenderRow, toMessage, toSender } from '../sql/rows.ts';
 import { insertRows, type SqliteHandle } from './database.ts';
 
 const MESSAGE_COLS = [
@@ -74,10 +74,6 @@ function derivableJobs(
   return { prefix, queue: first.queue };
 }
 
-export function jobRow(j: NewJob): unknown[] {
-  return [j.id, j.queue, j.priority, j.runAt, j.orgId, j.payload];
-}
-
 export class SqliteStore implements MessageStore {
   private readonly h: SqliteHandle;
   // biome-ignore lint/suspicious/noExplicitAny: dynamic queries over an untyped schema
@@ -114,24 +110,7 @@ export class SqliteStore implements MessageStore {
           }
         }
         out[i] = { ok: true };
-        const status = m.sendAt !== null && m.sendAt > m.createdAt ? 'scheduled' : 'queued';
-        msgRows.push([
-          m.id,
-          m.orgId,
-          'outbound',
-          m.channel,
-          m.to,
-          m.from,
-          status,
-          m.body,
-          m.subject,
-          m.templateId,
-          json(m.metadata),
-          m.sendAt,
-          m.priority,
-          m.createdAt,
-          m.createdAt,
-        ]);
+        msgRows.push(outboundMessageRow(m));
         jobRows.push(jobRow(jobs[i] as NewJob));
       }
       // The first history entry of each new message is derived from its row in SQL (rows inserted in this
