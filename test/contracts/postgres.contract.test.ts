@@ -21,25 +21,13 @@ import { rankOf } from '../../src/domain/message-status.ts';
 import type { CarrierEvent, SenderRecord } from '../../src/ports/carrier.ts';
 import { type NewJob, PRIORITY_VALUE } from '../../src/ports/queue.ts';
 import type { NewMessage } from '../../src/ports/store.ts';
+import { PG_URL, probePostgres } from '../support/postgres.ts';
 import { queueContract } from './queue-contract.ts';
 import { storeContract } from './store-contract.ts';
 
-const URL = process.env.OMNI_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const URL = PG_URL;
 
-async function probe(): Promise<string | null> {
-  const client = new pg.Client({ connectionString: URL, connectionTimeoutMillis: 3000 });
-  try {
-    await client.connect();
-    await client.query('select 1');
-    return null;
-  } catch (err) {
-    return err instanceof Error ? err.message || err.name : String(err);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
-const unreachable = await probe();
+const unreachable = await probePostgres();
 
 if (unreachable !== null) {
   const reason = `PostgreSQL at ${URL.replace(/\/\/[^@/]*@/, '//…@')} is unreachable (${unreachable})`;
