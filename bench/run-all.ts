@@ -25,7 +25,7 @@
  * scaleout: the e2e measurement on the scaled-out deployment: PostgreSQL + Redis, one `api`, one `sandbox` and 1,
  * 2 and 4 `worker` processes (three runs). Skipped, with a note, when PostgreSQL or Redis does not answer.
  */
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -41,6 +41,7 @@ import {
   procMemory,
   RssSampler,
   type ServerHandle,
+  spawnChild,
   spawnServer,
   systemBusySeconds,
 } from './lib/child.ts';
@@ -577,20 +578,6 @@ async function benchE2e(ctx: Context): Promise<void> {
 
 // --- scaleout: PostgreSQL + Redis, one API, one sandbox, 1/2/4 workers ------------------------------------------
 
-/** Worker processes (no HTTP): started here, killed with the rest at the end of the run. */
-const workerChildren = new Set<ChildProcess>();
-
-function killWorkersSync(): void {
-  for (const c of workerChildren) {
-    try {
-      c.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  workerChildren.clear();
-}
-
 interface WorkerHandle {
   pid: number;
   exited(): boolean;
@@ -600,48 +587,24 @@ interface WorkerHandle {
 
 /** Starts `omni worker`; resolves once it reports running (the runtime is up and its loops started). */
 async function spawnWorker(name: string, env: Record<string, string>): Promise<WorkerHandle> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/entry/cli.ts', 'worker'], {
-    cwd: repoDir,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  workerChildren.add(child);
-  const tail: string[] = [];
   let running = false;
-  const keep = (chunk: Buffer) => {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (!line.trim()) continue;
-      tail.push(line);
+  const child = spawnChild({
+    args: ['src/entry/cli.ts', 'worker'],
+    env,
+    cwd: repoDir,
+    onLine: (line) => {
       if (line.includes('worker running')) running = true;
-    }
-    if (tail.length > 40) tail.splice(0, tail.length - 40);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  let exitInfo: string | undefined;
-  const exitPromise = new Promise<void>((resolve) =>
-    child.once('exit', (code, signal) => {
-      exitInfo = `exited (code ${code}, signal ${signal})`;
-      workerChildren.delete(child);
-      resolve();
-    }),
-  );
-  const handle: WorkerHandle = {
-    pid: child.pid ?? -1,
-    exited: () => exitInfo !== undefined,
-    logTail: () => tail.join('\n'),
-    async stop() {
-      if (exitInfo !== undefined) return;
-      child.kill('SIGTERM');
-      const stopped = await Promise.race([exitPromise.then(() => true), sleep(5000).then(() => false)]);
-      if (!stopped) {
-        child.kill('SIGKILL');
-        await exitPromise;
-      }
     },
+  });
+  const handle: WorkerHandle = {
+    pid: child.pid,
+    exited: () => child.exitInfo() !== undefined,
+    logTail: child.logTail,
+    stop: child.stop,
   };
   const deadline = Date.now() + 30_000;
   while (!running) {
+    const exitInfo = child.exitInfo();
     if (exitInfo !== undefined) throw new Error(`${name} ${exitInfo} before it was running:\n${handle.logTail()}`);
     if (Date.now() > deadline) {
       await handle.stop();
@@ -960,7 +923,6 @@ async function main(): Promise<number> {
 }
 
 function killEverythingSync(): void {
-  killWorkersSync();
   killAllSync();
 }
 

@@ -51,6 +51,66 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** A product child process: registered for the end-of-run kill, with the tail of its output kept. */
+export interface ChildHandle {
+  pid: number;
+  /** The last lines the child wrote to stdout/stderr (for error messages). */
+  logTail(): string;
+  /** How it exited, once it has. */
+  exitInfo(): string | undefined;
+  /** SIGTERM, then SIGKILL after 5 s. */
+  stop(): Promise<void>;
+}
+
+/** Spawns `node [nodeFlags] --import tsx ...args`; `onLine` sees each line it prints. */
+export function spawnChild(opts: {
+  args: string[];
+  env: Record<string, string>;
+  cwd: string;
+  nodeFlags?: string[];
+  onLine?: (line: string) => void;
+}): ChildHandle {
+  const child = spawn(process.execPath, [...(opts.nodeFlags ?? []), '--import', 'tsx', ...opts.args], {
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  const tail: string[] = [];
+  const keep = (chunk: Buffer) => {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (!line.trim()) continue;
+      tail.push(line);
+      opts.onLine?.(line);
+    }
+    if (tail.length > 40) tail.splice(0, tail.length - 40);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  let exitInfo: string | undefined;
+  const exitPromise = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exitInfo = `exited (code ${code}, signal ${signal})`;
+      live.delete(child);
+      resolve();
+    }),
+  );
+  return {
+    pid: child.pid ?? -1,
+    logTail: () => tail.join('\n'),
+    exitInfo: () => exitInfo,
+    async stop() {
+      if (exitInfo !== undefined) return;
+      child.kill('SIGTERM');
+      const stopped = await Promise.race([exitPromise.then(() => true), sleep(5000).then(() => false)]);
+      if (!stopped) {
+        child.kill('SIGKILL');
+        await exitPromise;
+      }
+    },
+  };
+}
+
 export async function spawnServer(opts: {
   name: string;
   /** Script and arguments after `node --import tsx`. */
@@ -64,45 +124,22 @@ export async function spawnServer(opts: {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), `omni-bench-${opts.name}-`));
   tempDirs.add(dataDir);
-  const child = spawn(process.execPath, [...(opts.nodeFlags ?? []), '--import', 'tsx', ...opts.args], {
+  const child = spawnChild({
+    args: opts.args,
+    env: opts.env({ port, dataDir }),
     cwd: opts.cwd,
-    env: { ...process.env, ...opts.env({ port, dataDir }) },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.nodeFlags ? { nodeFlags: opts.nodeFlags } : {}),
   });
-  live.add(child);
-  const tail: string[] = [];
-  const keep = (chunk: Buffer) => {
-    for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) tail.push(line);
-    if (tail.length > 40) tail.splice(0, tail.length - 40);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  let exitInfo: string | undefined;
-  const exitPromise = new Promise<void>((resolve) =>
-    child.once('exit', (code, signal) => {
-      exitInfo = `exited (code ${code}, signal ${signal})`;
-      live.delete(child);
-      resolve();
-    }),
-  );
-
   const url = `http://127.0.0.1:${port}`;
   const handle: ServerHandle = {
     name: opts.name,
-    pid: child.pid ?? -1,
+    pid: child.pid,
     url,
     dataDir,
-    logTail: () => tail.join('\n'),
-    exited: () => exitInfo !== undefined,
+    logTail: child.logTail,
+    exited: () => child.exitInfo() !== undefined,
     async stop() {
-      if (exitInfo === undefined) {
-        child.kill('SIGTERM');
-        const killed = await Promise.race([exitPromise.then(() => true), sleep(5000).then(() => false)]);
-        if (!killed) {
-          child.kill('SIGKILL');
-          await exitPromise;
-        }
-      }
+      await child.stop();
       rmSync(dataDir, { recursive: true, force: true });
       tempDirs.delete(dataDir);
     },
@@ -110,6 +147,7 @@ export async function spawnServer(opts: {
 
   const deadline = Date.now() + (opts.startTimeoutMs ?? 30_000);
   for (;;) {
+    const exitInfo = child.exitInfo();
     if (exitInfo !== undefined) {
       await handle.stop();
       throw new Error(`${opts.name} server ${exitInfo} before it was healthy:\n${handle.logTail()}`);
