@@ -5,7 +5,13 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Ajv } from 'ajv';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import type { ApiKeyRecord } from '../ports/store.ts';
 import type { AcceptMessages } from '../services/accept-messages.ts';
 import type { ApiKeyAuth } from '../services/auth.ts';
@@ -65,17 +71,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     httpPart === 'body' ? bodyAjv.compile(schema) : queryAjv.compile(schema),
   );
   app.setErrorHandler(handleError);
-  app.setNotFoundHandler((request, reply) => {
+  const notFound = (request: FastifyRequest, reply: FastifyReply) =>
     reply
       .status(404)
       .send({ error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` } });
-  });
-  // An unknown route is a 404 whatever its body: answer before the body is parsed.
+  app.setNotFoundHandler(notFound);
+  // An unknown route is a 404 whatever its body: answer in onRequest, before the body is parsed.
   app.addHook('onRequest', (request, reply, next) => {
-    if (!request.is404) return next();
-    reply.status(404).send({
-      error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
-    });
+    if (request.is404) notFound(request, reply);
+    else next();
   });
   app.addSchema(ErrorSchema);
   app.decorateRequest('auth', null as unknown as ApiKeyRecord);
