@@ -17,6 +17,49 @@ export interface SendRequest {
   subject: string | null;
   /** 1-based attempt number. */
   attempt: number;
+  /** Channel-specific content beyond body/subject (media, WhatsApp templates, push keys, postal address...). */
+  options?: ChannelOptions;
+}
+
+/** A postal address, as print-and-mail vendors take it. */
+export interface PostalAddress {
+  name: string;
+  company?: string;
+  line1: string;
+  line2?: string;
+  city: string;
+  state?: string;
+  postalCode: string;
+  /** ISO 3166-1 alpha-2. */
+  country: string;
+}
+
+/** Per-channel extras of a message; each adapter reads the part for its channel and ignores the rest. */
+export interface ChannelOptions {
+  /** Public URLs of media (MMS, WhatsApp image/document, email attachments). */
+  mediaUrls?: string[];
+  email?: { html?: string; replyTo?: string; cc?: string[]; bcc?: string[] };
+  whatsapp?: {
+    /** An approved template: name, language code, components as the Cloud API takes them. */
+    template?: { name: string; language: string; components?: Record<string, unknown>[] };
+    /** An interactive message (reply buttons, list) in the Cloud API's `interactive` shape. */
+    interactive?: Record<string, unknown>;
+    /** Reply to a previous message (its provider id). */
+    replyTo?: string;
+  };
+  /** Web Push: the subscription keys of the endpoint in `to`, and notification extras. */
+  push?: {
+    keys: { p256dh: string; auth: string };
+    title?: string;
+    data?: Record<string, unknown>;
+    ttlSeconds?: number;
+    urgency?: 'very-low' | 'low' | 'normal' | 'high';
+    topic?: string;
+  };
+  /** Voice: text-to-speech settings for the text in `body`. */
+  voice?: { language?: string; voice?: string; loop?: number };
+  /** Print: the recipient's postal address (and an optional return address; the sender's is the default). */
+  print?: { to: PostalAddress; from?: PostalAddress; color?: boolean; doubleSided?: boolean };
 }
 
 export type SendResult =
@@ -45,7 +88,16 @@ export type CarrierEvent =
       to: string;
       body: string;
       occurredAt: number;
+      /** Media URLs, a button payload, a location... as the provider sent them. */
+      detail?: Record<string, unknown>;
     };
+
+/** What to answer a webhook request with, when the provider expects something other than our JSON. */
+export interface WebhookAnswer {
+  status: number;
+  contentType: string;
+  body: string;
+}
 
 export interface WebhookRequest {
   method: string;
@@ -58,8 +110,18 @@ export interface WebhookRequest {
 export interface Carrier {
   readonly provider: string;
   send(requests: readonly SendRequest[]): Promise<SendResult[]>;
-  /** Throws AuthenticationError/ForbiddenError when the webhook is not authentic; ValidationError when malformed. */
+  /**
+   * Verifies and parses a webhook (POST). Throws AuthenticationError/ForbiddenError when it is not authentic
+   * (nothing is stored then), ValidationError when malformed. Events the product does not track are dropped.
+   */
   parseWebhook(request: WebhookRequest): CarrierEvent[];
+  /** The body to answer an accepted webhook with (e.g. empty TwiML); default is JSON `{received}`. */
+  readonly webhookAnswer?: WebhookAnswer;
+  /**
+   * A provider's subscription handshake on GET (WhatsApp's `hub.challenge`). Returns the answer, or throws
+   * ForbiddenError when the verify token does not match. Adapters without a handshake leave it out.
+   */
+  verifyHandshake?(request: WebhookRequest): WebhookAnswer;
   close?(): Promise<void>;
 }
 
@@ -77,3 +139,16 @@ export interface SenderRecord {
 
 /** Builds a Carrier for a sender; the composition root registers one factory per provider. */
 export type CarrierFactory = (sender: SenderRecord, ctx: { webhookUrl: string }) => Carrier;
+
+/** What the product knows of a provider: its channels, the shape of a sender's config, and its factory. */
+export interface ProviderDefinition {
+  /** The provider id used in sender records and webhook URLs (`twilio`, `bandwidth`, ...). */
+  id: string;
+  displayName: string;
+  channels: readonly Channel[];
+  /** JSON Schema (draft-07) of a sender's `config`: credentials, identities, base URLs. */
+  configSchema: Record<string, unknown>;
+  /** Top-level config fields that are secrets: encrypted at rest, never returned by the API. */
+  secretFields: readonly string[];
+  create: CarrierFactory;
+}

@@ -17,6 +17,7 @@ import type {
 import type { Clock } from '../../ports/clock.ts';
 import { SANDBOX_SIGNATURE_HEADER, verifySandboxSignature } from '../../sandbox/signature.ts';
 import { systemClock } from '../clock/system-clock.ts';
+import { headerValue, isRecord, parseRetryAfter, permanentFailure, retryableFailure } from './carrier-support.ts';
 
 export const SANDBOX_PROVIDER = 'sandbox';
 
@@ -196,14 +197,6 @@ function chunkRequests(requests: readonly SendRequest[]): SendRequest[][] {
   return chunks;
 }
 
-function retryableFailure(code: string, message: string): SendResult {
-  return { ok: false, retryable: true, error: { code, class: 'ResourceError', message } };
-}
-
-function permanentFailure(code: string, message: string): SendResult {
-  return { ok: false, retryable: false, error: { code, class: 'PermanentError', message } };
-}
-
 function mapResult(value: unknown, reference: string): SendResult | null {
   if (!isRecord(value) || value.reference !== reference) return null;
   if (value.status === 'accepted' && typeof value.id === 'string' && value.id.length > 0) {
@@ -232,32 +225,6 @@ function errorMessage(text: string): string {
     // not JSON: no detail
   }
   return '';
-}
-
-function parseRetryAfter(value: string | string[] | undefined, nowMs: number): number | undefined {
-  const raw = Array.isArray(value) ? value[0] : value;
-  if (raw === undefined) return undefined;
-  const trimmed = raw.trim();
-  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
-  const at = Date.parse(trimmed);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
-}
-
-function headerValue(headers: WebhookRequest['headers'], name: string): string | undefined {
-  let value = headers[name];
-  if (value === undefined) {
-    for (const key of Object.keys(headers)) {
-      if (key.toLowerCase() === name) {
-        value = headers[key];
-        break;
-      }
-    }
-  }
-  return Array.isArray(value) ? value[0] : value;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function invalidPayload(message: string): ValidationError {
