@@ -58,6 +58,11 @@ export interface CarrierContractSubject {
   callbacks?: boolean;
   startEmulator(webhookUrl: string): Promise<CarrierEmulator>;
   createCarrier(sender: SenderRecord, ctx: { webhookUrl: string }): Carrier;
+  /**
+   * How to make the provider unreachable for the "cannot be reached" test: config overrides and/or a `to`
+   * (default: every http(s) URL in the sender config points at a closed port).
+   */
+  unreachable?: { config?: Record<string, unknown>; to?: string };
   /** Turns a recorded, authentic webhook into one whose signature must fail (default: flip a body byte). */
   tamper?(request: WebhookRequest): WebhookRequest;
   /** Removes the signature from a recorded webhook (default: drops nothing and skips the check). */
@@ -200,14 +205,14 @@ export function carrierContract(subject: CarrierContractSubject): void {
         id: 'snd_contract_down',
         orgId: 'org_contract',
         provider: subject.provider,
-        config: { ...emulator.senderConfig, ...unreachable(emulator.senderConfig) },
+        config: { ...emulator.senderConfig, ...(subject.unreachable?.config ?? unreachable(emulator.senderConfig)) },
         channels: [subject.channel],
         from: subject.from,
         priority: 0,
       };
       const down = subject.createCarrier(sender, { webhookUrl });
       try {
-        const [result] = await down.send([request(subject.destinations.delivered)]);
+        const [result] = await down.send([request(subject.unreachable?.to ?? subject.destinations.delivered)]);
         expect(result).toMatchObject({ ok: false, retryable: true });
       } finally {
         await down.close?.();
