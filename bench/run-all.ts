@@ -686,6 +686,7 @@ async function scaleoutRun(workers: number): Promise<DeliveryRun> {
   const prefix = `omni-bench-${suffix}`;
   const backend = {
     OMNI_DATABASE_URL: scaleout.databaseUrl,
+    OMNI_SECRET_KEY: 'be9c4a0c3d3f4b6e8a1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a79808182838485',
     OMNI_DATABASE_SCHEMA: schema,
     OMNI_REDIS_URL: scaleout.redisUrl,
     OMNI_REDIS_PREFIX: prefix,

@@ -3,12 +3,10 @@
  * shape `{error: {code, message, field?}}` on every 4xx.
  */
 
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signSandboxPayload } from '../src/sandbox/signature.ts';
 import { MAX_BATCH } from '../src/services/accept-messages.ts';
-import { eventually, startTestServer, TEST_API_KEY, type TestServer } from './support/harness.ts';
+import { createSandboxSender, eventually, startTestServer, TEST_API_KEY, type TestServer } from './support/harness.ts';
 
 let server: TestServer;
 let senderId: string;
@@ -16,17 +14,7 @@ let senderToken: string;
 
 beforeAll(async () => {
   server = await startTestServer();
-  const db = new Database(join(server.dataDir, 'omni.db'), { readonly: true, fileMustExist: true });
-  try {
-    const row = db.prepare("SELECT id, config FROM senders WHERE provider = 'sandbox' LIMIT 1").get() as {
-      id: string;
-      config: string;
-    };
-    senderId = row.id;
-    senderToken = (JSON.parse(row.config) as { token: string }).token;
-  } finally {
-    db.close();
-  }
+  ({ id: senderId, token: senderToken } = await createSandboxSender(server));
 });
 
 afterAll(async () => {

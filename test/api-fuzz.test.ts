@@ -5,15 +5,13 @@
  * Runs per route and mode: FUZZ_RUNS (default 300).
  */
 
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { CHANNELS } from '../src/domain/channels.ts';
 import { STATUSES } from '../src/domain/message-status.ts';
 import { signSandboxPayload } from '../src/sandbox/signature.ts';
-import { startTestServer, TEST_API_KEY, type TestServer } from './support/harness.ts';
+import { createSandboxSender, startTestServer, TEST_API_KEY, type TestServer } from './support/harness.ts';
 
 const RUNS = Math.max(1, Number(process.env.FUZZ_RUNS ?? 300) || 300);
 const TIMEOUT_MS = Math.max(60_000, RUNS * 200);
@@ -27,17 +25,7 @@ beforeAll(async () => {
   server = await startTestServer();
   if (!server.runtime.app) throw new Error('the test server does not serve HTTP');
   app = server.runtime.app;
-  const db = new Database(join(server.dataDir, 'omni.db'), { readonly: true, fileMustExist: true });
-  try {
-    const row = db.prepare("SELECT id, config FROM senders WHERE provider = 'sandbox' LIMIT 1").get() as {
-      id: string;
-      config: string;
-    };
-    real.senderId = row.id;
-    real.senderToken = (JSON.parse(row.config) as { token: string }).token;
-  } finally {
-    db.close();
-  }
+  ({ id: real.senderId, token: real.senderToken } = await createSandboxSender(server));
   const t = await server.api('POST', '/v1/templates', {
     name: 'fuzz',
     channels: {

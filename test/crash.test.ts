@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './support/harness.ts';
+import { eventually, TEST_SECRET_KEY } from './support/harness.ts';
 import { dropSchema, newSchemaName, PG_URL, postgresForTests } from './support/postgres.ts';
 
 const KEY = 'omni_sk_crash_test_key_0000000000000000000';
@@ -121,7 +121,16 @@ const pgTests = await postgresForTests();
 const backends = [
   { name: 'sqlite', env: (): Record<string, string> => ({}) },
   ...(pgTests.run
-    ? [{ name: 'postgres', env: () => ({ OMNI_DATABASE_URL: PG_URL, OMNI_DATABASE_SCHEMA: newSchemaName() }) }]
+    ? [
+        {
+          name: 'postgres',
+          env: () => ({
+            OMNI_DATABASE_URL: PG_URL,
+            OMNI_DATABASE_SCHEMA: newSchemaName(),
+            OMNI_SECRET_KEY: TEST_SECRET_KEY,
+          }),
+        },
+      ]
     : []),
 ];
 

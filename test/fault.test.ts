@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { TEST_SECRET_KEY } from './support/harness.ts';
 import { dropSchema, newSchemaName, PG_URL, postgresForTests } from './support/postgres.ts';
 import { deleteKeys, testPrefix } from './support/redis.ts';
 
@@ -181,6 +182,7 @@ function productEnv(d: Deployment, extra: Record<string, string>): Record<string
     OMNI_HOST: '127.0.0.1',
     OMNI_DATA_DIR: d.dataDir,
     OMNI_DATABASE_URL: PG_URL,
+    OMNI_SECRET_KEY: TEST_SECRET_KEY,
     OMNI_DATABASE_SCHEMA: d.schema,
     OMNI_DATABASE_POOL: '5',
     OMNI_REDIS_URL: redisUrl(d),

@@ -6,6 +6,7 @@ import { openBackend } from './backend.ts';
 import { loadConfig } from './config.ts';
 import { type Mode, startRuntime } from './runtime.ts';
 import { startSandboxProcess } from './sandbox-process.ts';
+import { openSecretBox } from './secret-box.ts';
 
 const USAGE = `usage: omni <command>
   start     API, workers and the sandbox carrier in one process (embedded SQLite)
@@ -22,6 +23,7 @@ async function main(argv: string[]): Promise<number> {
     // The first organization and its admin key are created here too, once, before API processes start.
     const boot = await bootstrap(
       backend.store,
+      openSecretBox(config),
       systemClock,
       config.bootstrapApiKey ? { apiKey: config.bootstrapApiKey } : {},
     );

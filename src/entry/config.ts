@@ -18,6 +18,10 @@ export interface Config {
   sweepGraceMs: number;
   publicUrl: string;
   bootstrapApiKey: string | undefined;
+  /** Key sealing carrier credentials (OMNI_SECRET_KEY); required with OMNI_DATABASE_URL. */
+  secretKey: string | undefined;
+  /** Earlier keys, still opening values sealed before a rotation (OMNI_SECRET_KEY_PREVIOUS, comma-separated). */
+  secretKeyPrevious: string[];
   logLevel: string;
   sqliteSynchronous: 'NORMAL' | 'FULL';
   sandboxDelayMs: number;
@@ -57,6 +61,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sweepGraceMs: int(env, 'OMNI_SWEEP_GRACE_MS', 60_000, 1000),
     publicUrl: (env.OMNI_PUBLIC_URL ?? `http://127.0.0.1:${port}`).replace(/\/$/, ''),
     bootstrapApiKey: env.OMNI_BOOTSTRAP_API_KEY || undefined,
+    secretKey: env.OMNI_SECRET_KEY || undefined,
+    secretKeyPrevious: (env.OMNI_SECRET_KEY_PREVIOUS ?? '')
+      .split(',')
+      .map((k) => k.trim())
+      .filter((k) => k.length > 0),
     logLevel: env.OMNI_LOG_LEVEL ?? 'info',
     sqliteSynchronous: sync,
     sandboxDelayMs: int(env, 'OMNI_SANDBOX_DELAY_MS', 1000),

@@ -6,7 +6,6 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
-import { createSandboxCarrier } from '../adapters/carriers/sandbox-carrier.ts';
 import { systemClock } from '../adapters/clock/system-clock.ts';
 import { createPrometheus } from '../adapters/metrics/prometheus.ts';
 import { MemoryRateLimiter } from '../adapters/rate-limiter/memory-rate-limiter.ts';
@@ -28,10 +27,14 @@ import { MessageCommands } from '../services/message-commands.ts';
 import { MessageQueries } from '../services/message-queries.ts';
 import { OutboxRelay } from '../services/outbox-relay.ts';
 import { OutboxSweeper } from '../services/outbox-sweeper.ts';
+import { SenderRouting } from '../services/sender-routing.ts';
+import { Senders } from '../services/senders.ts';
 import { Templates } from '../services/templates.ts';
 import { WorkerLoop } from '../workers/worker-loop.ts';
 import { openBackend } from './backend.ts';
 import type { Config } from './config.ts';
+import { carrierProviders } from './providers.ts';
+import { openSecretBox } from './secret-box.ts';
 
 export type Mode = 'all' | 'api' | 'worker';
 
@@ -51,6 +54,7 @@ export function packageVersion(): string {
 
 export async function startRuntime(config: Config, mode: Mode = 'all', clock: Clock = systemClock): Promise<Runtime> {
   const logger = pino({ level: config.logLevel });
+  const secrets = openSecretBox(config);
   const backend = await openBackend(config, clock);
   const { store } = backend;
   // Scale-out with Redis: jobs committed to the database outbox are relayed to BullMQ, where workers take them.
@@ -75,21 +79,22 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
   const boot: BootstrapResult =
     mode === 'worker'
       ? { created: false }
-      : await bootstrap(store, clock, config.bootstrapApiKey ? { apiKey: config.bootstrapApiKey } : {});
+      : await bootstrap(store, secrets, clock, config.bootstrapApiKey ? { apiKey: config.bootstrapApiKey } : {});
 
   const prometheus = createPrometheus({ queueDepth: () => queue.depth(), byStatus: () => store.countByStatus() });
   const metrics = prometheus.pipeline;
   // With OMNI_PORT=0 (tests) the real port is known only after listen; URLs are resolved when first used.
   let publicUrl = config.publicUrl;
   const sandboxUrl = () => config.sandboxUrl ?? publicUrl;
+  const providers = carrierProviders({ sandboxUrl });
   const registry = new CarrierRegistry(
     store,
-    {
-      sandbox: (sender, ctx) =>
-        createSandboxCarrier({ ...sender, config: { baseUrl: sandboxUrl(), ...sender.config } }, ctx),
-    },
+    secrets,
+    providers,
     (sender) => `${publicUrl}/webhooks/${sender.provider}/${sender.id}`,
+    clock,
   );
+  const routing = new SenderRouting(store, registry, clock);
   const templates = new Templates(store, clock);
   const accept = new AcceptMessages(store, templates, clock, metrics);
   const carrierEvents = new CarrierEvents(store, queue, registry, clock, metrics);
@@ -98,7 +103,7 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
   const runsWorkers = mode === 'all' || mode === 'worker';
   const servesHttp = mode === 'all' || mode === 'api';
   if (runsWorkers) {
-    const dispatch = new DispatchMessages(store, queue, registry, clock, metrics, {
+    const dispatch = new DispatchMessages(store, queue, registry, routing, clock, metrics, {
       batchSize: config.workers.batchSize,
       leaseMs: config.workers.leaseMs,
       retry: config.retry,
@@ -166,6 +171,7 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
       queries: new MessageQueries(store, queue),
       commands: new MessageCommands(store, clock, metrics),
       templates,
+      senders: new Senders(store, registry, secrets, clock),
       auth: new ApiKeyAuth(store),
       carrierEvents,
       now: () => clock.now(),

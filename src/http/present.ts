@@ -1,5 +1,14 @@
 /** Turns stored records into API representations (ISO times, public field names). */
+import { isSegmentedChannel, segmentSms } from '../domain/sms-encoding.ts';
 import type { HistoryEntry, MessageRecord } from '../ports/store.ts';
+
+/** SMS segments and encoding: as recorded when sent, or as the body would be sent. */
+function segmentation(m: MessageRecord): { segments: number | null; encoding: string | null } {
+  if (m.segments !== null) return { segments: m.segments, encoding: m.encoding };
+  if (!isSegmentedChannel(m.channel) || !m.body) return { segments: null, encoding: null };
+  const s = segmentSms(m.body);
+  return { segments: s.segments, encoding: s.encoding };
+}
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
@@ -22,6 +31,8 @@ export function presentMessage(m: MessageRecord, history?: HistoryEntry[]) {
     sendAt: iso(m.sendAt),
     error: m.error,
     cost: m.cost,
+    ...segmentation(m),
+    options: m.options,
     createdAt: iso(m.createdAt) as string,
     updatedAt: iso(m.updatedAt) as string,
     ...(history

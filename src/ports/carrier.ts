@@ -134,7 +134,20 @@ export interface SenderRecord {
   channels: Channel[];
   /** Default `from` identity. */
   from: string | null;
+  /** Routing order within a channel: lower first. */
   priority: number;
+  name?: string | null;
+  /** Messages per second this sender may send (never exceeded in any one-second window). */
+  rateLimitPerSecond?: number | null;
+  /** Messages per second shared by every sender on the same provider account (same credentials). */
+  accountRateLimitPerSecond?: number | null;
+  /** Price of one message (one SMS segment) on this sender, used when the provider reports no cost. */
+  costPerMessage?: number | null;
+  /** Identities (numbers, short codes, addresses, WhatsApp phone-number ids) this sender may send from. */
+  identities?: string[];
+  /** ISO 3166-1 alpha-2 countries this sender serves for phone channels; empty or absent means all. */
+  countries?: string[];
+  enabled?: boolean;
 }
 
 /** Builds a Carrier for a sender; the composition root registers one factory per provider. */

@@ -1,7 +1,7 @@
 /** What the pipeline reports for monitoring; the entry point wires it to Prometheus. */
 export interface PipelineMetrics {
   messagesAccepted(channel: string, count: number): void;
-  sendOutcome(provider: string, outcome: 'sent' | 'retry' | 'fail', count: number): void;
+  sendOutcome(provider: string, outcome: 'sent' | 'retry' | 'fail' | 'failover', count: number): void;
   statusChanged(status: string, count: number): void;
   carrierEventsReceived(provider: string, count: number): void;
 }

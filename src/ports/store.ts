@@ -4,7 +4,7 @@
  */
 import type { Channel } from '../domain/channels.ts';
 import type { MessageError, MessageStatus, StatusEvent } from '../domain/message-status.ts';
-import type { CarrierEvent, SenderRecord } from './carrier.ts';
+import type { CarrierEvent, ChannelOptions, SenderRecord } from './carrier.ts';
 import type { NewJob } from './queue.ts';
 
 export type Direction = 'outbound' | 'inbound';
@@ -29,6 +29,10 @@ export interface MessageRecord {
   priority: number;
   error: MessageError | null;
   cost: number | null;
+  options: ChannelOptions | null;
+  /** SMS segmentation recorded when sent. */
+  segments: number | null;
+  encoding: string | null;
   createdAt: number;
   updatedAt: number;
 }
@@ -53,6 +57,8 @@ export interface NewMessage {
   sendAt: number | null;
   priority: number;
   createdAt: number;
+  /** Channel-specific extras (media, WhatsApp template, push keys, postal address). */
+  options?: ChannelOptions | null;
   /** Set when the request carried an Idempotency-Key. */
   idempotency?: { key: string; requestHash: string; response: string };
 }
@@ -79,10 +85,20 @@ export type SendOutcome =
       from: string | null;
       providerMessageId: string;
       cost: number | null;
+      segments?: number | null;
+      encoding?: string | null;
       at: number;
     }
   | { messageId: string; kind: 'retry'; error: MessageError; at: number; retryAt: number }
   | { messageId: string; kind: 'fail'; error: MessageError; at: number; senderId?: string; provider?: string };
+
+/** A sender as stored: its plain config apart from its secrets, which are sealed (encrypted) by the service. */
+export interface StoredSender extends SenderRecord {
+  sealedSecrets: string | null;
+  createdAt: number;
+  updatedAt: number;
+  deletedAt: number | null;
+}
 
 export interface StoredCarrierEvent {
   id: number;
@@ -172,9 +188,19 @@ export interface MessageStore {
   createApiKey(key: { id: string; orgId: string; name: string; hash: string; createdAt: number }): Promise<void>;
   countOrganizations(): Promise<number>;
   firstOrganizationId(): Promise<string | undefined>;
-  createSender(sender: SenderRecord, createdAt: number): Promise<void>;
-  listSenders(orgId: string): Promise<SenderRecord[]>;
-  getSender(id: string): Promise<SenderRecord | undefined>;
+  createSender(sender: StoredSender): Promise<void>;
+  /** Replaces a sender's settings (not its id, organization, provider or creation time). */
+  updateSender(sender: StoredSender): Promise<void>;
+  /** Senders of an organization that are not deleted, by priority then id. */
+  listSenders(orgId: string): Promise<StoredSender[]>;
+  /** A sender by id, deleted ones included (their messages' callbacks still arrive). */
+  getSender(id: string): Promise<StoredSender | undefined>;
+  /** The sender that last served each recipient on a channel (sticky routing). */
+  getSenderAffinity(orgId: string, channel: Channel, recipients: readonly string[]): Promise<Map<string, string>>;
+  setSenderAffinity(
+    entries: readonly { orgId: string; channel: Channel; recipient: string; senderId: string }[],
+    at: number,
+  ): Promise<void>;
   countByStatus(): Promise<Record<string, number>>;
   /**
    * Outbound messages that should have moved but may have lost their job: `queued` or `scheduled` and due, not

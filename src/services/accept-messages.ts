@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import type { Channel } from '../domain/channels.ts';
 import { ConflictError, DomainError, NotFoundError, ValidationError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
+import type { ChannelOptions } from '../ports/carrier.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { PipelineMetrics } from '../ports/metrics.ts';
 import { type NewJob, PRIORITY_VALUE } from '../ports/queue.ts';
@@ -172,6 +173,7 @@ export class AcceptMessages {
       subject,
       templateId,
       metadata: (input.metadata as Record<string, unknown> | undefined) ?? null,
+      options: (input.options as ChannelOptions | undefined) ?? null,
       sendAt,
       priority: PRIORITY_VALUE[input.priority ?? 'normal'],
       createdAt: now,

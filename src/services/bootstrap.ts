@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { CHANNELS } from '../domain/channels.ts';
 import { newId } from '../domain/ids.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { SecretBox } from '../ports/secrets.ts';
 import type { MessageStore } from '../ports/store.ts';
 import { generateApiKey, hashApiKey } from './auth.ts';
 
@@ -20,6 +21,7 @@ export interface BootstrapResult {
 
 export async function bootstrap(
   store: MessageStore,
+  secrets: SecretBox,
   clock: Clock,
   opts: { apiKey?: string },
 ): Promise<BootstrapResult> {
@@ -43,17 +45,20 @@ export async function bootstrap(
   await store.createOrganization({ id: orgId, name: 'Default organization', createdAt: now });
   const key = opts.apiKey ?? generateApiKey();
   await store.createApiKey({ id: newId('key'), orgId, name: 'admin', hash: hashApiKey(key), createdAt: now });
-  await store.createSender(
-    {
-      id: newId('snd'),
-      orgId,
-      provider: 'sandbox',
-      config: { token: randomBytes(24).toString('base64url') },
-      channels: [...CHANNELS],
-      from: SANDBOX_FROM,
-      priority: 100,
-    },
-    now,
-  );
+  await store.createSender({
+    id: newId('snd'),
+    orgId,
+    provider: 'sandbox',
+    name: 'Sandbox',
+    config: {},
+    sealedSecrets: secrets.seal(JSON.stringify({ token: randomBytes(24).toString('base64url') })),
+    channels: [...CHANNELS],
+    from: SANDBOX_FROM,
+    priority: 100,
+    enabled: true,
+    createdAt: now,
+    updatedAt: now,
+    deletedAt: null,
+  });
   return { created: true, orgId, ...(opts.apiKey ? {} : { generatedApiKey: key }) };
 }

@@ -7,11 +7,11 @@
  */
 import { NotFoundError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
-import type { WebhookRequest } from '../ports/carrier.ts';
+import type { Carrier, CarrierEvent, WebhookAnswer, WebhookRequest } from '../ports/carrier.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { PipelineMetrics } from '../ports/metrics.ts';
 import type { JobQueue, NewJob } from '../ports/queue.ts';
-import type { MessageStore } from '../ports/store.ts';
+import type { MessageStore, StoredSender } from '../ports/store.ts';
 import type { CarrierRegistry } from './carrier-registry.ts';
 
 export const CARRIER_EVENTS_QUEUE = 'carrier-events';
@@ -44,15 +44,46 @@ export class CarrierEvents {
     private readonly metrics: PipelineMetrics,
   ) {}
 
-  /** Handles a webhook request; returns how many new events it stored. Throws on a bad signature or payload. */
-  async receive(provider: string, senderId: string, request: WebhookRequest): Promise<number> {
+  /**
+   * Handles a webhook request: returns how many new events it stored, and the answer the provider expects when it
+   * expects one. Throws on a bad signature or payload (nothing is stored then).
+   */
+  async receive(
+    provider: string,
+    senderId: string,
+    request: WebhookRequest,
+  ): Promise<{ stored: number; answer?: WebhookAnswer }> {
+    const { sender, carrier } = await this.carrierOf(provider, senderId);
+    const stored = await this.keep(sender, carrier.parseWebhook(request));
+    return { stored, ...(carrier.webhookAnswer ? { answer: carrier.webhookAnswer } : {}) };
+  }
+
+  /**
+   * A GET on the webhook URL: the provider's subscription handshake when its adapter has one (WhatsApp), otherwise
+   * a callback delivered as a GET (status reports with a query string).
+   */
+  async receiveGet(
+    provider: string,
+    senderId: string,
+    request: WebhookRequest,
+  ): Promise<{ stored: number; answer?: WebhookAnswer }> {
+    const { carrier } = await this.carrierOf(provider, senderId);
+    if (carrier.verifyHandshake) return { stored: 0, answer: carrier.verifyHandshake(request) };
+    return this.receive(provider, senderId, request);
+  }
+
+  private async carrierOf(provider: string, senderId: string): Promise<{ sender: StoredSender; carrier: Carrier }> {
     const sender = await this.registry.sender(senderId);
     if (!sender || sender.provider !== provider) {
       throw new NotFoundError('sender_not_found', `no ${provider} sender '${senderId}'`);
     }
-    const events = this.registry.carrier(sender).parseWebhook(request);
+    return { sender, carrier: this.registry.carrier(sender) };
+  }
+
+  /** Stores new events (deduplicated) with the job that applies them. */
+  private async keep(sender: StoredSender, events: CarrierEvent[]): Promise<number> {
     if (events.length === 0) return 0;
-    this.metrics.carrierEventsReceived(provider, events.length);
+    this.metrics.carrierEventsReceived(sender.provider, events.length);
     const now = this.clock.now();
     const ids = await this.store.storeCarrierEvents(
       sender,

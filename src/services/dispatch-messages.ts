@@ -7,14 +7,16 @@
 import type { Channel } from '../domain/channels.ts';
 import type { MessageError } from '../domain/message-status.ts';
 import { backoffDelay, hasAttemptsLeft, type RetryPolicy } from '../domain/retry-policy.ts';
+import { isSegmentedChannel, segmentSms, smsCost } from '../domain/sms-encoding.ts';
 import type { Carrier, SenderRecord, SendRequest, SendResult } from '../ports/carrier.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { PipelineMetrics } from '../ports/metrics.ts';
 import type { Job, JobQueue } from '../ports/queue.ts';
 import type { RateLimiter } from '../ports/rate-limiter.ts';
-import type { MessageRecord, MessageStore, SendOutcome } from '../ports/store.ts';
+import type { MessageRecord, MessageStore, SendOutcome, StoredSender } from '../ports/store.ts';
 import { SEND_QUEUE } from './accept-messages.ts';
 import type { CarrierRegistry } from './carrier-registry.ts';
+import type { SenderRouting } from './sender-routing.ts';
 
 export interface DispatchOptions {
   batchSize: number;
@@ -27,23 +29,30 @@ export interface DispatchOptions {
 
 /** Extra wait after a full window, so that windows as the carrier measures them are never overfilled. */
 const RATE_MARGIN_MS = 25;
+/** The error code of a message our own limiter held back (not the carrier's fault: no failover, no circuit). */
+const RATE_LIMITED = 'rate_limited';
 
 /** A sender's rate limit in messages per second, when it has one. */
 export function rateLimitOf(sender: SenderRecord): number | undefined {
-  const v = sender.config.rateLimitPerSecond;
+  const v = sender.rateLimitPerSecond ?? sender.config.rateLimitPerSecond;
   return typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined;
 }
 
 interface Work {
   job: Job;
   message: MessageRecord;
+  /** The organization has more than one sender for this message: remember which one served the recipient. */
+  choice: boolean;
 }
+
+type Failure = Extract<SendResult, { ok: false }>;
 
 export class DispatchMessages {
   constructor(
     private readonly store: MessageStore,
     private readonly queue: JobQueue,
     private readonly registry: CarrierRegistry,
+    private readonly routing: SenderRouting,
     private readonly clock: Clock,
     private readonly metrics: PipelineMetrics,
     private readonly opts: DispatchOptions,
@@ -62,83 +71,138 @@ export class DispatchMessages {
       now + Math.max(1, this.opts.leaseMs - 1000),
     );
     const byId = new Map(claimed.map((m) => [m.id, m]));
-    const done: string[] = [];
-    const groups = new Map<string, { sender: SenderRecord; work: Work[] }>();
-    const outcomes: SendOutcome[] = [];
-    const deadLetters: { job: Job; error: MessageError }[] = [];
+    const batch: Batch = { done: [], outcomes: [], retries: [], deadLetters: [], affinity: [] };
+    const work: Work[] = [];
     for (const job of jobs) {
       const message = byId.get(job.payload);
-      if (!message) {
-        await this.releaseUnclaimed(job, done);
-        continue;
-      }
-      const sender = await this.registry.senderFor(message.orgId, message.channel);
-      if (!sender) {
+      if (message) work.push({ job, message, choice: false });
+      else await this.releaseUnclaimed(job, batch.done);
+    }
+    const routes = await this.routing.route(work.map((w) => w.message));
+    let pending: { w: Work; senders: StoredSender[] }[] = [];
+    for (const w of work) {
+      const route = routes.get(w.message.id) ?? { kind: 'none' };
+      if (route.kind === 'none') {
         const error = {
           code: 'no_sender',
           class: 'PermanentError',
-          message: `no sender is configured for channel '${message.channel}'`,
+          message: `no sender is configured for channel '${w.message.channel}' and this recipient`,
         };
-        outcomes.push({ messageId: message.id, kind: 'fail', error, at: now });
-        done.push(job.id);
-        continue;
+        batch.outcomes.push({ messageId: w.message.id, kind: 'fail', error, at: now });
+        batch.done.push(w.job.id);
+      } else if (route.kind === 'wait') {
+        const error = {
+          code: 'senders_unavailable',
+          class: 'ResourceError',
+          message: "every sender for this channel is failing (circuit open); waiting for the first one's probe",
+        };
+        this.retryLater(batch, w, { ok: false, retryable: true, error, retryAfterMs: route.retryAt - now }, null);
+      } else {
+        w.choice = route.senders.length > 1;
+        pending.push({ w, senders: route.senders });
       }
-      let g = groups.get(sender.id);
-      if (!g) {
-        g = { sender, work: [] };
-        groups.set(sender.id, g);
-      }
-      g.work.push({ job, message });
     }
-    const retries: { job: Job; runAt: number; error: string }[] = [];
-    await Promise.all(
-      [...groups.values()].map(async ({ sender, work }) => {
-        const results = await this.sendWithinLimit(
-          sender,
-          work.map((w) => toRequest(w.message, sender)),
-        );
-        const at = this.clock.now();
-        const counts = { sent: 0, retry: 0, fail: 0 };
-        work.forEach((w, i) => {
-          const r = results[i] ?? { ok: false, retryable: true, error: missingResult() };
-          const id = w.message.id;
-          if (r.ok) {
-            outcomes.push({
-              messageId: id,
-              kind: 'sent',
-              senderId: sender.id,
-              provider: sender.provider,
-              from: w.message.from ?? sender.from,
-              providerMessageId: r.providerMessageId,
-              cost: r.cost ?? null,
-              at,
-            });
-            done.push(w.job.id);
-            counts.sent++;
-          } else if (r.retryable && hasAttemptsLeft(this.opts.retry, w.message.attempts)) {
-            const retryAt = at + backoffDelay(this.opts.retry, w.message.attempts, this.opts.random, r.retryAfterMs);
-            outcomes.push({ messageId: id, kind: 'retry', error: r.error, at, retryAt });
-            retries.push({ job: w.job, runAt: retryAt, error: `${r.error.code}: ${r.error.message}` });
-            counts.retry++;
-          } else {
-            const error = r.retryable
-              ? { ...r.error, message: `${r.error.message} (gave up after ${w.message.attempts} attempts)` }
-              : r.error;
-            outcomes.push({ messageId: id, kind: 'fail', error, at, senderId: sender.id, provider: sender.provider });
-            if (r.retryable) deadLetters.push({ job: w.job, error });
-            else done.push(w.job.id);
-            counts.fail++;
-          }
-        });
-        for (const k of ['sent', 'retry', 'fail'] as const)
-          if (counts[k] > 0) this.metrics.sendOutcome(sender.provider, k, counts[k]);
-      }),
-    );
-    await this.store.recordSendOutcomes(outcomes);
-    for (const r of retries) await this.queue.retry(r.job.id, r.runAt, r.error);
-    for (const d of deadLetters) await this.queue.deadLetter(d.job, `${d.error.code}: ${d.error.message}`);
-    await this.queue.ack(done);
+    // Each round sends every pending message on its first available sender; a carrier-side failure moves the
+    // message on to its next sender in the same attempt (failover), until none is left.
+    while (pending.length > 0) {
+      const groups = new Map<string, { sender: StoredSender; items: { w: Work; rest: StoredSender[] }[] }>();
+      for (const p of pending) {
+        const i = p.senders.findIndex((s) => this.routing.allow(s.id));
+        const sender = p.senders[i];
+        if (!sender) {
+          const error = {
+            code: 'senders_unavailable',
+            class: 'ResourceError',
+            message: 'no sender for this channel can take the message now (circuits open)',
+          };
+          this.retryLater(batch, p.w, { ok: false, retryable: true, error }, null);
+          continue;
+        }
+        let g = groups.get(sender.id);
+        if (!g) {
+          g = { sender, items: [] };
+          groups.set(sender.id, g);
+        }
+        g.items.push({ w: p.w, rest: p.senders.slice(i + 1) });
+      }
+      const next: typeof pending = [];
+      await Promise.all(
+        [...groups.values()].map(async ({ sender, items }) => {
+          const results = await this.sendWithinLimit(
+            sender,
+            items.map((it) => toRequest(it.w.message, sender)),
+          );
+          const at = this.clock.now();
+          const counts = { sent: 0, retry: 0, fail: 0, failover: 0 };
+          let carrierFailures = 0;
+          items.forEach((it, i) => {
+            const r = results[i] ?? { ok: false, retryable: true, error: missingResult() };
+            const m = it.w.message;
+            if (r.ok) {
+              batch.outcomes.push(sentOutcome(m, sender, r.providerMessageId, r.cost, at));
+              batch.done.push(it.w.job.id);
+              if (it.w.choice)
+                batch.affinity.push({ orgId: m.orgId, channel: m.channel, recipient: m.to, senderId: sender.id });
+              counts.sent++;
+            } else if (r.retryable) {
+              const ours = r.error.code === RATE_LIMITED;
+              if (!ours) carrierFailures++;
+              if (!ours && it.rest.length > 0) {
+                next.push({ w: it.w, senders: it.rest });
+                counts.failover++;
+              } else {
+                this.retryLater(batch, it.w, r, sender);
+                counts.retry++;
+              }
+            } else {
+              batch.outcomes.push({
+                messageId: m.id,
+                kind: 'fail',
+                error: r.error,
+                at,
+                senderId: sender.id,
+                provider: sender.provider,
+              });
+              batch.done.push(it.w.job.id);
+              counts.fail++;
+            }
+          });
+          // The circuit counts batches: any success closes it; a batch the carrier failed entirely is one failure.
+          if (counts.sent > 0 || counts.fail > 0) this.routing.succeeded(sender.id);
+          else if (carrierFailures > 0) this.routing.failed(sender.id);
+          for (const k of ['sent', 'retry', 'fail', 'failover'] as const)
+            if (counts[k] > 0) this.metrics.sendOutcome(sender.provider, k, counts[k]);
+        }),
+      );
+      pending = next;
+    }
+    await this.store.recordSendOutcomes(batch.outcomes);
+    await this.routing.remember(batch.affinity);
+    for (const r of batch.retries) await this.queue.retry(r.job.id, r.runAt, r.error);
+    for (const d of batch.deadLetters) await this.queue.deadLetter(d.job, `${d.error.code}: ${d.error.message}`);
+    await this.queue.ack(batch.done);
     return jobs.length;
+  }
+
+  /** A retryable failure: back off and try again, or give up when the attempts are spent. */
+  private retryLater(batch: Batch, w: Work, r: Failure, sender: StoredSender | null): void {
+    const at = this.clock.now();
+    const id = w.message.id;
+    if (hasAttemptsLeft(this.opts.retry, w.message.attempts)) {
+      const retryAt = at + backoffDelay(this.opts.retry, w.message.attempts, this.opts.random, r.retryAfterMs);
+      batch.outcomes.push({ messageId: id, kind: 'retry', error: r.error, at, retryAt });
+      batch.retries.push({ job: w.job, runAt: retryAt, error: `${r.error.code}: ${r.error.message}` });
+      return;
+    }
+    const error = { ...r.error, message: `${r.error.message} (gave up after ${w.message.attempts} attempts)` };
+    batch.outcomes.push({
+      messageId: id,
+      kind: 'fail',
+      error,
+      at,
+      ...(sender ? { senderId: sender.id, provider: sender.provider } : {}),
+    });
+    batch.deadLetters.push({ job: w.job, error });
   }
 
   /** A job whose message was not claimable: done unless another attempt holds it (then look again later). */
@@ -152,30 +216,39 @@ export class DispatchMessages {
   }
 
   /**
-   * Sends, honouring the sender's rate limit: in chunks of at most the limit, each after taking that many units
-   * from the (possibly shared) limiter, waiting when the window is full. What cannot go out within half the
-   * lease comes back as a retryable `rate_limited` result, so a lease never runs out while we wait.
+   * Sends, honouring the sender's rate limit and its provider account's: in chunks of at most the smaller limit,
+   * each after taking that many units from the (possibly shared) limiter for the sender and then for the account,
+   * waiting when a window is full. What cannot go out within half the lease comes back as a retryable
+   * `rate_limited` result, so a lease never runs out while we wait.
    */
-  private async sendWithinLimit(sender: SenderRecord, requests: SendRequest[]): Promise<SendResult[]> {
-    const limit = rateLimitOf(sender);
-    const limiter = this.opts.limiter;
+  private async sendWithinLimit(sender: StoredSender, requests: SendRequest[]): Promise<SendResult[]> {
     const carrier = this.registry.carrier(sender);
-    if (!limit || !limiter) return this.sendSafely(carrier, requests);
+    const limiter = this.opts.limiter;
+    const limits: { key: string; limit: number }[] = [];
+    const own = rateLimitOf(sender);
+    if (own) limits.push({ key: `sender:${sender.id}`, limit: own });
+    const account = sender.accountRateLimitPerSecond;
+    if (account && account > 0) limits.push({ key: `account:${this.registry.accountKey(sender)}`, limit: account });
+    if (limits.length === 0 || !limiter) return this.sendSafely(carrier, requests);
+    const chunkSize = Math.min(...limits.map((l) => l.limit));
     const results: SendResult[] = [];
     const deadline = this.clock.now() + this.opts.leaseMs / 2;
     let i = 0;
-    while (i < requests.length && this.clock.now() < deadline) {
-      const chunk = requests.slice(i, i + limit);
-      const decision = await limiter.take(`sender:${sender.id}`, chunk.length, limit);
-      if (!decision.allowed) {
-        // The margin absorbs jitter in the time requests take to reach the carrier, which counts arrivals.
-        await new Promise((r) => setTimeout(r, decision.retryAfterMs + RATE_MARGIN_MS));
-        continue;
+    outer: while (i < requests.length && this.clock.now() < deadline) {
+      const chunk = requests.slice(i, i + chunkSize);
+      for (const l of limits) {
+        const decision = await limiter.take(l.key, chunk.length, l.limit);
+        if (!decision.allowed) {
+          // The margin absorbs jitter in the time requests take to reach the carrier, which counts arrivals.
+          await new Promise((r) => setTimeout(r, decision.retryAfterMs + RATE_MARGIN_MS));
+          continue outer;
+        }
       }
       results.push(...(await this.sendSafely(carrier, chunk)));
       i += chunk.length;
     }
-    const error = { code: 'rate_limited', class: 'ResourceError', message: `sender is limited to ${limit} messages/s` };
+    const limit = chunkSize;
+    const error = { code: RATE_LIMITED, class: 'ResourceError', message: `sender is limited to ${limit} messages/s` };
     for (; i < requests.length; i++) results.push({ ok: false, retryable: true, error, retryAfterMs: 1000 });
     return results;
   }
@@ -203,7 +276,41 @@ function toRequest(m: MessageRecord, sender: SenderRecord): SendRequest {
     body: m.body,
     subject: m.subject,
     attempt: m.attempts,
+    ...(m.options ? { options: m.options } : {}),
   };
+}
+
+/** A `sent` outcome with the message's SMS segmentation, priced by the sender's rate when the carrier gave none. */
+function sentOutcome(
+  m: MessageRecord,
+  sender: StoredSender,
+  providerMessageId: string,
+  cost: number | null | undefined,
+  at: number,
+): SendOutcome {
+  const seg = isSegmentedChannel(m.channel) && m.body ? segmentSms(m.body) : undefined;
+  const rate = sender.costPerMessage;
+  const priced = cost ?? (rate == null ? null : seg ? smsCost(seg.segments, rate) : rate);
+  return {
+    messageId: m.id,
+    kind: 'sent',
+    senderId: sender.id,
+    provider: sender.provider,
+    from: m.from ?? sender.from,
+    providerMessageId,
+    cost: priced,
+    segments: seg?.segments ?? null,
+    encoding: seg?.encoding ?? null,
+    at,
+  };
+}
+
+interface Batch {
+  done: string[];
+  outcomes: SendOutcome[];
+  retries: { job: Job; runAt: number; error: string }[];
+  deadLetters: { job: Job; error: MessageError }[];
+  affinity: { orgId: string; channel: Channel; recipient: string; senderId: string }[];
 }
 
 function missingResult(): MessageError {

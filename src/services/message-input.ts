@@ -10,6 +10,95 @@ import { MAX_DEPTH_KEYWORD } from './validation.ts';
 /** How deeply `metadata` and `template.variables` may nest objects and arrays. */
 export const MAX_VALUE_DEPTH = 32;
 
+const Str = (max: number) => Type.String({ minLength: 1, maxLength: max });
+const HttpUrl = Type.String({ minLength: 8, maxLength: 2048, pattern: '^https?://\\S+$' });
+const Postal = Type.Object(
+  {
+    name: Str(200),
+    company: Type.Optional(Str(200)),
+    line1: Str(200),
+    line2: Type.Optional(Str(200)),
+    city: Str(200),
+    state: Type.Optional(Str(100)),
+    postalCode: Str(20),
+    country: Type.String({ pattern: '^[A-Z]{2}$', description: 'ISO 3166-1 alpha-2' }),
+  },
+  { additionalProperties: false },
+);
+const FreeForm = Type.Record(Type.String(), Type.Unknown(), { [MAX_DEPTH_KEYWORD]: 16 });
+
+/** Per-channel extras (see ChannelOptions in src/ports/carrier.ts); each carrier reads the part for its channel. */
+export const ChannelOptionsSchema = Type.Object(
+  {
+    mediaUrls: Type.Optional(Type.Array(HttpUrl, { maxItems: 10, description: 'MMS / WhatsApp media, attachments' })),
+    email: Type.Optional(
+      Type.Object(
+        {
+          html: Type.Optional(Type.String({ maxLength: 1_000_000 })),
+          replyTo: Type.Optional(Str(320)),
+          cc: Type.Optional(Type.Array(Str(320), { maxItems: 50 })),
+          bcc: Type.Optional(Type.Array(Str(320), { maxItems: 50 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    whatsapp: Type.Optional(
+      Type.Object(
+        {
+          template: Type.Optional(
+            Type.Object(
+              {
+                name: Str(512),
+                language: Str(20),
+                components: Type.Optional(Type.Array(FreeForm, { maxItems: 20 })),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+          interactive: Type.Optional(FreeForm),
+          replyTo: Type.Optional(Str(256)),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    push: Type.Optional(
+      Type.Object(
+        {
+          keys: Type.Object({ p256dh: Str(200), auth: Str(100) }, { additionalProperties: false }),
+          title: Type.Optional(Type.String({ maxLength: 200 })),
+          data: Type.Optional(FreeForm),
+          ttlSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 2_419_200 })),
+          urgency: Type.Optional(Type.String({ enum: ['very-low', 'low', 'normal', 'high'] })),
+          topic: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    voice: Type.Optional(
+      Type.Object(
+        {
+          language: Type.Optional(Str(20)),
+          voice: Type.Optional(Str(100)),
+          loop: Type.Optional(Type.Integer({ minimum: 0, maximum: 10 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    print: Type.Optional(
+      Type.Object(
+        {
+          to: Postal,
+          from: Type.Optional(Postal),
+          color: Type.Optional(Type.Boolean()),
+          doubleSided: Type.Optional(Type.Boolean()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const MessageInputSchema = Type.Object(
   {
     to: Type.String({ minLength: 1, maxLength: 2048, description: 'E.164 number, email address, push endpoint, ...' }),
@@ -41,6 +130,7 @@ export const MessageInputSchema = Type.Object(
     ),
     sendAt: Type.Optional(Type.String({ description: 'ISO-8601 time to send at (at most a year ahead)' })),
     priority: Type.Optional(Type.Union([Type.Literal('high'), Type.Literal('normal'), Type.Literal('low')])),
+    options: Type.Optional(ChannelOptionsSchema),
   },
   { additionalProperties: false },
 );
@@ -73,6 +163,18 @@ export function checkMessageInput(
     });
   }
   if (input.body !== undefined) validateBodyLength(channel, input.body, f('body'));
+  if (channel === 'push' && /^https:/.test(to) && input.options?.push === undefined) {
+    throw new ValidationError(
+      'push_keys_missing',
+      "a Web Push message needs the subscription's keys in 'options.push.keys' ({p256dh, auth})",
+      { field: f('options.push') },
+    );
+  }
+  if (channel === 'print' && input.options?.print === undefined) {
+    throw new ValidationError('print_address_missing', "a letter needs the postal address in 'options.print.to'", {
+      field: f('options.print'),
+    });
+  }
   let sendAt: number | null = null;
   if (input.sendAt !== undefined) {
     const t = ISO_DATE.test(input.sendAt) ? Date.parse(input.sendAt) : Number.NaN;

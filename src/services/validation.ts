@@ -14,6 +14,9 @@ export const bodyAjv = new Ajv({
   strict: false,
 });
 
+bodyAjv.addFormat('uri', (s: string) => URL.canParse(s));
+bodyAjv.addFormat('email', (s: string) => /^[^\s@]+@[^\s@]+$/.test(s));
+
 /**
  * `x-maxDepth` on free-form values (metadata, template variables): how deeply objects and arrays may nest.
  * Without a limit a small body nested thousands of levels deep overflows the stack of recursive code later on

@@ -18,9 +18,9 @@ import { PgStore } from '../../src/adapters/postgres/pg-store.ts';
 import { migrateToLatest } from '../../src/adapters/sql/migrations.ts';
 import { newId } from '../../src/domain/ids.ts';
 import { rankOf } from '../../src/domain/message-status.ts';
-import type { CarrierEvent, SenderRecord } from '../../src/ports/carrier.ts';
+import type { CarrierEvent } from '../../src/ports/carrier.ts';
 import { type NewJob, PRIORITY_VALUE } from '../../src/ports/queue.ts';
-import type { NewMessage } from '../../src/ports/store.ts';
+import type { NewMessage, StoredSender } from '../../src/ports/store.ts';
 import { PG_URL, probePostgres } from '../support/postgres.ts';
 import { queueContract } from './queue-contract.ts';
 import { storeContract } from './store-contract.ts';
@@ -132,9 +132,9 @@ function postgresSuites(): void {
       priority: m.priority,
       runAt: m.createdAt,
     });
-    async function sender(): Promise<SenderRecord> {
+    async function sender(): Promise<StoredSender> {
       await store().createOrganization({ id: org, name: 'Org', createdAt: t0 });
-      const s: SenderRecord = {
+      const s: StoredSender = {
         id: newId('snd'),
         orgId: org,
         provider: 'sandbox',
@@ -142,8 +142,12 @@ function postgresSuites(): void {
         channels: ['sms'],
         from: '+12025550100',
         priority: 0,
+        sealedSecrets: null,
+        createdAt: t0,
+        updatedAt: t0,
+        deletedAt: null,
       };
-      await store().createSender(s, t0);
+      await store().createSender(s);
       return s;
     }
 

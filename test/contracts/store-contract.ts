@@ -11,7 +11,7 @@ import { newId } from '../../src/domain/ids.ts';
 import type { MessageError } from '../../src/domain/message-status.ts';
 import type { CarrierEvent, SenderRecord } from '../../src/ports/carrier.ts';
 import { type JobQueue, type NewJob, PRIORITY_VALUE } from '../../src/ports/queue.ts';
-import type { MessageStore, NewMessage, StoredCarrierEvent } from '../../src/ports/store.ts';
+import type { MessageStore, NewMessage, StoredCarrierEvent, StoredSender } from '../../src/ports/store.ts';
 
 export interface StoreContractContext {
   store: MessageStore;
@@ -87,8 +87,9 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
       return store.acceptMessages(messages, messages.map(sendJob));
     }
 
-    async function createSender(orgId = org, overrides: Partial<SenderRecord> = {}): Promise<SenderRecord> {
-      const sender: SenderRecord = {
+    async function createSender(orgId = org, overrides: Partial<StoredSender> = {}): Promise<StoredSender> {
+      const now = Date.now();
+      const sender: StoredSender = {
         id: newId('snd'),
         orgId,
         provider: 'sandbox',
@@ -96,9 +97,20 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
         channels: ['sms', 'mms'],
         from: '+12025550100',
         priority: 0,
+        name: 'Main',
+        rateLimitPerSecond: null,
+        accountRateLimitPerSecond: null,
+        costPerMessage: null,
+        identities: [],
+        countries: [],
+        enabled: true,
+        sealedSecrets: null,
+        createdAt: now,
+        updatedAt: now,
+        deletedAt: null,
         ...overrides,
       };
-      await store.createSender(sender, Date.now());
+      await store.createSender(sender);
       return sender;
     }
 
@@ -187,6 +199,9 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
           priority: PRIORITY_VALUE.high,
           error: null,
           cost: null,
+          options: null,
+          segments: null,
+          encoding: null,
           createdAt: t0,
           updatedAt: t0,
         });
@@ -499,6 +514,43 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
         expect((await store.getMessage(org, canceled.id))?.status).toBe('canceled');
         expect((await store.getMessage(org, sent.id))?.status).toBe('sent');
         expect((await store.getMessage(org, sent.id))?.attempts).toBe(1);
+      });
+    });
+
+    describe('channel options and segmentation', () => {
+      it("keeps a message's channel options and records its segments, encoding and cost when sent", async () => {
+        const options = {
+          mediaUrls: ['https://cdn.example.com/a.png'],
+          whatsapp: { template: { name: 'order_update', language: 'en_US', components: [{ type: 'body' }] } },
+          print: {
+            to: { name: 'Ada', line1: '1 Main St', city: 'Springfield', postalCode: '12345', country: 'US' },
+          },
+        };
+        const m = outbound({ options });
+        await accept(m);
+        expect((await store.getMessage(org, m.id))?.options).toEqual(options);
+        await store.claimForSending([m.id], t0 + 1, t0 + 30_000);
+        await store.recordSendOutcomes([
+          {
+            messageId: m.id,
+            kind: 'sent',
+            senderId: newId('snd'),
+            provider: 'sandbox',
+            from: '+12025550100',
+            providerMessageId: 'SM-seg-1',
+            cost: 0.0158,
+            segments: 2,
+            encoding: 'GSM-7',
+            at: t0 + 10,
+          },
+        ]);
+        expect(await store.getMessage(org, m.id)).toMatchObject({
+          status: 'sent',
+          segments: 2,
+          encoding: 'GSM-7',
+          cost: 0.0158,
+          options,
+        });
       });
     });
 
@@ -1162,6 +1214,57 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
         expect(await store.listSenders(otherOrg)).toEqual([foreign]);
         expect(await store.getSender(backup.id)).toEqual(backup);
         expect(await store.getSender(newId('snd'))).toBeUndefined();
+      });
+
+      it('updates a sender, keeps a deleted one readable by id but out of the list', async () => {
+        await createOrg(org);
+        const s = await createSender(org, {
+          rateLimitPerSecond: 50,
+          accountRateLimitPerSecond: 200,
+          costPerMessage: 0.0079,
+          identities: ['+12025550100', '12345'],
+          countries: ['US', 'CA'],
+          sealedSecrets: 'v1.abcd1234.sealed',
+        });
+        expect(await store.getSender(s.id)).toEqual(s);
+        const changed = {
+          ...s,
+          priority: 3,
+          enabled: false,
+          name: 'Backup',
+          costPerMessage: 0.01,
+          updatedAt: s.updatedAt + 5,
+        };
+        await store.updateSender(changed);
+        expect(await store.getSender(s.id)).toEqual(changed);
+        const deleted = { ...changed, deletedAt: changed.updatedAt + 1 };
+        await store.updateSender(deleted);
+        expect(await store.listSenders(org)).toEqual([]);
+        expect(await store.getSender(s.id)).toEqual(deleted);
+      });
+
+      it('remembers the sender that served each recipient, per organization and channel', async () => {
+        await store.setSenderAffinity(
+          [
+            { orgId: org, channel: 'sms', recipient: '+14155550101', senderId: 'snd_a' },
+            { orgId: org, channel: 'sms', recipient: '+14155550102', senderId: 'snd_a' },
+            { orgId: org, channel: 'whatsapp', recipient: '+14155550101', senderId: 'snd_w' },
+          ],
+          t0,
+        );
+        await store.setSenderAffinity(
+          [
+            { orgId: org, channel: 'sms', recipient: '+14155550102', senderId: 'snd_b' },
+            { orgId: org, channel: 'sms', recipient: '+14155550102', senderId: 'snd_c' },
+          ],
+          t0 + 1,
+        );
+        const found = await store.getSenderAffinity(org, 'sms', ['+14155550101', '+14155550102', '+14155550103']);
+        expect(Object.fromEntries(found)).toEqual({ '+14155550101': 'snd_a', '+14155550102': 'snd_c' });
+        expect(Object.fromEntries(await store.getSenderAffinity(otherOrg, 'sms', ['+14155550101']))).toEqual({});
+        expect(Object.fromEntries(await store.getSenderAffinity(org, 'whatsapp', ['+14155550101']))).toEqual({
+          '+14155550101': 'snd_w',
+        });
       });
 
       it('counts messages by status and answers ping', async () => {

@@ -3,12 +3,13 @@
  * Sender config: `{ baseUrl: string, token: string }`; the token authenticates sends and keys the callback HMAC.
  */
 import { type Dispatcher, Pool } from 'undici';
-import { isChannel } from '../../domain/channels.ts';
+import { CHANNELS, isChannel } from '../../domain/channels.ts';
 import { AuthenticationError, ValidationError } from '../../domain/errors.ts';
 import type { MessageError } from '../../domain/message-status.ts';
 import type {
   Carrier,
   CarrierEvent,
+  ProviderDefinition,
   SenderRecord,
   SendRequest,
   SendResult,
@@ -287,4 +288,31 @@ function mapEvent(item: unknown): CarrierEvent | null {
     default:
       return null;
   }
+}
+
+/** The sandbox as a provider; `baseUrl` defaults to where this deployment's sandbox runs. */
+export function sandboxProvider(defaultBaseUrl: () => string): ProviderDefinition {
+  return {
+    id: SANDBOX_PROVIDER,
+    displayName: 'Sandbox carrier (built in: receipts, failures and replies without a real carrier)',
+    channels: [...CHANNELS],
+    configSchema: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['token'],
+      properties: {
+        token: {
+          type: 'string',
+          minLength: 8,
+          maxLength: 200,
+          pattern: '^\\S+$',
+          description: 'Bearer token for the sandbox API; also the HMAC key of its callbacks',
+        },
+        baseUrl: { type: 'string', format: 'uri', description: "The sandbox's URL (default: this deployment's)" },
+      },
+    },
+    secretFields: ['token'],
+    create: (sender, ctx) =>
+      createSandboxCarrier({ ...sender, config: { baseUrl: defaultBaseUrl(), ...sender.config } }, ctx),
+  };
 }

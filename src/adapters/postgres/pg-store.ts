@@ -13,6 +13,7 @@
  * Applying carrier events locks the (unsettled) events first, then their messages; nothing locks in the other order.
  */
 import { type RawBuilder, sql } from 'kysely';
+import type { Channel } from '../../domain/channels.ts';
 import { applyStatusEvent, type MessageStatus, type StatusEvent } from '../../domain/message-status.ts';
 import type { CarrierEvent, SenderRecord } from '../../ports/carrier.ts';
 import type { NewJob } from '../../ports/queue.ts';
@@ -28,10 +29,21 @@ import type {
   SendOutcome,
   StaleMessage,
   StoredCarrierEvent,
+  StoredSender,
   Template,
   UnsettledCarrierEvent,
 } from '../../ports/store.ts';
-import { jobRow, json, type MessageRow, outboundMessageRow, type SenderRow, toMessage, toSender } from '../sql/rows.ts';
+import {
+  jobRow,
+  json,
+  type MessageRow,
+  outboundMessageRow,
+  SENDER_SETTING_COLS,
+  type SenderRow,
+  senderSettings,
+  toMessage,
+  toSender,
+} from '../sql/rows.ts';
 import { inTransaction, type PgHandle, type Trx } from './database.ts';
 
 type PgType = 'text' | 'bigint' | 'integer' | 'double precision';
@@ -74,6 +86,7 @@ const MESSAGE_COLS: Columns = [
   ['priority', 'integer'],
   ['created_at', 'bigint'],
   ['updated_at', 'bigint'],
+  ['options', 'text'],
 ];
 const INBOUND_COLS: Columns = [
   ['id', 'text'],
@@ -126,6 +139,8 @@ const MUTABLE_COLS: Columns = [
   ['error_class', 'text'],
   ['error_message', 'text'],
   ['updated_at', 'bigint'],
+  ['segments', 'integer'],
+  ['encoding', 'text'],
 ];
 
 const ON_CONFLICT_DO_NOTHING = sql`on conflict do nothing`;
@@ -151,6 +166,8 @@ function writeBack(rows: readonly LockedRow[]): RawBuilder<unknown> {
     r.error_class,
     r.error_message,
     r.updated_at,
+    r.segments,
+    r.encoding,
   ]);
   return sql`update messages as m set ${set} from (${unnestRows(MUTABLE_COLS, values)}) as v where m.id = v.id`;
 }
@@ -324,6 +341,8 @@ export class PgStore implements MessageStore {
           r.from_address = r.from_address ?? o.from;
           r.provider_message_id = o.providerMessageId;
           r.cost = o.cost;
+          r.segments = o.segments ?? null;
+          r.encoding = o.encoding ?? null;
           r.lease_until = null;
           if (t.applied) {
             r.error_code = null;
@@ -621,19 +640,57 @@ export class PgStore implements MessageStore {
     return rows[0]?.id;
   }
 
-  async createSender(s: SenderRecord, createdAt: number): Promise<void> {
-    await sql`insert into senders (id, org_id, provider, config, channels, from_address, priority, created_at)
-      values (${s.id}, ${s.orgId}, ${s.provider}, ${JSON.stringify(s.config)}, ${JSON.stringify(s.channels)},
-        ${s.from}, ${s.priority}, ${createdAt}::bigint)`.execute(this.h.kysely);
+  async createSender(s: StoredSender): Promise<void> {
+    const cols = ['id', 'org_id', 'provider', 'created_at', ...SENDER_SETTING_COLS];
+    const values = [s.id, s.orgId, s.provider, s.createdAt, ...senderSettings(s)];
+    await sql`insert into senders (${sql.raw(cols.join(', '))}) values (${sql.join(values)})`.execute(this.h.kysely);
   }
 
-  async listSenders(orgId: string): Promise<SenderRecord[]> {
+  async updateSender(s: StoredSender): Promise<void> {
+    const values = senderSettings(s);
+    const sets = SENDER_SETTING_COLS.map((c, i) => sql`${sql.ref(c)} = ${values[i]}`);
+    await sql`update senders set ${sql.join(sets)} where id = ${s.id} and org_id = ${s.orgId}`.execute(this.h.kysely);
+  }
+
+  async listSenders(orgId: string): Promise<StoredSender[]> {
     const { rows } = await sql<SenderRow>`
-      select * from senders where org_id = ${orgId} order by priority, id`.execute(this.h.kysely);
+      select * from senders where org_id = ${orgId} and deleted_at is null order by priority, id`.execute(
+      this.h.kysely,
+    );
     return rows.map(toSender);
   }
 
-  async getSender(id: string): Promise<SenderRecord | undefined> {
+  async getSenderAffinity(
+    orgId: string,
+    channel: Channel,
+    recipients: readonly string[],
+  ): Promise<Map<string, string>> {
+    if (recipients.length === 0) return new Map();
+    const { rows } = await sql<{ recipient: string; sender_id: string }>`
+      select recipient, sender_id from sender_affinity
+      where org_id = ${orgId} and channel = ${channel} and recipient = any(${[...new Set(recipients)]}::text[])`.execute(
+      this.h.kysely,
+    );
+    return new Map(rows.map((r) => [r.recipient, r.sender_id]));
+  }
+
+  async setSenderAffinity(
+    entries: readonly { orgId: string; channel: Channel; recipient: string; senderId: string }[],
+    at: number,
+  ): Promise<void> {
+    if (entries.length === 0) return;
+    // One row per key: PostgreSQL refuses to update the same row twice in one statement.
+    const unique = new Map(entries.map((e) => [`${e.orgId}\u0000${e.channel}\u0000${e.recipient}`, e]));
+    const list = [...unique.values()];
+    await sql`
+      insert into sender_affinity (org_id, channel, recipient, sender_id, updated_at)
+      select o, c, r, s, ${at}::bigint from unnest(${list.map((e) => e.orgId)}::text[], ${list.map((e) => e.channel)}::text[],
+        ${list.map((e) => e.recipient)}::text[], ${list.map((e) => e.senderId)}::text[]) as t(o, c, r, s)
+      on conflict (org_id, channel, recipient) do update set sender_id = excluded.sender_id,
+        updated_at = excluded.updated_at`.execute(this.h.kysely);
+  }
+
+  async getSender(id: string): Promise<StoredSender | undefined> {
     const { rows } = await sql<SenderRow>`select * from senders where id = ${id}`.execute(this.h.kysely);
     return rows[0] ? toSender(rows[0]) : undefined;
   }

@@ -198,6 +198,43 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // Real carriers: senders get a name, limits, cost, identities, countries, an enabled flag and their secrets sealed
+  // apart from the plain config; messages keep their channel options and, once sent, their SMS segmentation; and
+  // a recipient's sender is remembered so a conversation keeps its number.
+  '0004_carriers': {
+    async up(db: Kysely<unknown>) {
+      const t = typesFor(dialectOf(db));
+      for (const [name, type] of [
+        ['name', 'text'],
+        ['rate_limit', 'integer'],
+        ['account_rate_limit', 'integer'],
+        ['cost_per_message', t.float],
+        ['identities', 'text'],
+        ['countries', 'text'],
+        ['secrets', 'text'],
+        ['updated_at', 'bigint'],
+        ['deleted_at', 'bigint'],
+      ] as const) {
+        await db.schema.alterTable('senders').addColumn(name, type).execute();
+      }
+      await db.schema
+        .alterTable('senders')
+        .addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1))
+        .execute();
+      await db.schema.alterTable('messages').addColumn('options', 'text').execute();
+      await db.schema.alterTable('messages').addColumn('segments', 'integer').execute();
+      await db.schema.alterTable('messages').addColumn('encoding', 'text').execute();
+      await db.schema
+        .createTable('sender_affinity')
+        .addColumn('org_id', t.id, (c) => c.notNull())
+        .addColumn('channel', 'text', (c) => c.notNull())
+        .addColumn('recipient', 'text', (c) => c.notNull())
+        .addColumn('sender_id', t.id, (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('sender_affinity_pk', ['org_id', 'channel', 'recipient'])
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -4,9 +4,9 @@
  */
 import type { Channel } from '../../domain/channels.ts';
 import type { MessageStatus } from '../../domain/message-status.ts';
-import type { SenderRecord } from '../../ports/carrier.ts';
+import type { ChannelOptions } from '../../ports/carrier.ts';
 import type { DeadLetter, Job, NewJob } from '../../ports/queue.ts';
-import type { MessageRecord, NewMessage } from '../../ports/store.ts';
+import type { MessageRecord, NewMessage, StoredSender } from '../../ports/store.ts';
 
 export interface MessageRow {
   id: string;
@@ -30,6 +30,9 @@ export interface MessageRow {
   error_class: string | null;
   error_message: string | null;
   cost: number | null;
+  options: string | null;
+  segments: number | null;
+  encoding: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -56,6 +59,9 @@ export function toMessage(r: MessageRow): MessageRecord {
     error:
       r.error_code === null ? null : { code: r.error_code, class: r.error_class ?? '', message: r.error_message ?? '' },
     cost: r.cost,
+    options: r.options === null ? null : (JSON.parse(r.options) as ChannelOptions),
+    segments: r.segments,
+    encoding: r.encoding,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -69,9 +75,20 @@ export interface SenderRow {
   channels: string;
   from_address: string | null;
   priority: number;
+  name: string | null;
+  rate_limit: number | null;
+  account_rate_limit: number | null;
+  cost_per_message: number | null;
+  identities: string | null;
+  countries: string | null;
+  secrets: string | null;
+  enabled: number | boolean;
+  created_at: number;
+  updated_at: number | null;
+  deleted_at: number | null;
 }
 
-export function toSender(r: SenderRow): SenderRecord {
+export function toSender(r: SenderRow): StoredSender {
   return {
     id: r.id,
     orgId: r.org_id,
@@ -80,7 +97,55 @@ export function toSender(r: SenderRow): SenderRecord {
     channels: JSON.parse(r.channels) as Channel[],
     from: r.from_address,
     priority: r.priority,
+    name: r.name,
+    rateLimitPerSecond: r.rate_limit,
+    accountRateLimitPerSecond: r.account_rate_limit,
+    costPerMessage: r.cost_per_message,
+    identities: r.identities === null ? [] : (JSON.parse(r.identities) as string[]),
+    countries: r.countries === null ? [] : (JSON.parse(r.countries) as string[]),
+    enabled: r.enabled === 1 || r.enabled === true,
+    sealedSecrets: r.secrets,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at ?? r.created_at,
+    deletedAt: r.deleted_at,
   };
+}
+
+/** Sender columns written on create and update, in this order (after id, org_id, provider on create). */
+export const SENDER_SETTING_COLS = [
+  'config',
+  'channels',
+  'from_address',
+  'priority',
+  'name',
+  'rate_limit',
+  'account_rate_limit',
+  'cost_per_message',
+  'identities',
+  'countries',
+  'secrets',
+  'enabled',
+  'updated_at',
+  'deleted_at',
+] as const;
+
+export function senderSettings(s: StoredSender): unknown[] {
+  return [
+    JSON.stringify(s.config),
+    JSON.stringify(s.channels),
+    s.from,
+    s.priority,
+    s.name ?? null,
+    s.rateLimitPerSecond ?? null,
+    s.accountRateLimitPerSecond ?? null,
+    s.costPerMessage ?? null,
+    JSON.stringify(s.identities ?? []),
+    JSON.stringify(s.countries ?? []),
+    s.sealedSecrets,
+    s.enabled === false ? 0 : 1,
+    s.updatedAt,
+    s.deletedAt,
+  ];
 }
 
 export interface JobRow {
@@ -132,7 +197,7 @@ export function json(v: unknown): string | null {
 /**
  * The insert values of a newly accepted message, in the column order both stores use: id, org_id, direction,
  * channel, recipient, from_address, status, body, subject, template_id, metadata, send_at, priority, created_at,
- * updated_at.
+ * updated_at, options.
  */
 export function outboundMessageRow(m: NewMessage): unknown[] {
   const status = m.sendAt !== null && m.sendAt > m.createdAt ? 'scheduled' : 'queued';
@@ -152,6 +217,7 @@ export function outboundMessageRow(m: NewMessage): unknown[] {
     m.priority,
     m.createdAt,
     m.createdAt,
+    json(m.options),
   ];
 }
 

@@ -4,6 +4,7 @@
  * group of requests shares one commit.
  */
 import type { Kysely } from 'kysely';
+import type { Channel } from '../../domain/channels.ts';
 import { applyStatusEvent, type MessageStatus, type StatusEvent } from '../../domain/message-status.ts';
 import type { CarrierEvent, SenderRecord } from '../../ports/carrier.ts';
 import type { NewJob } from '../../ports/queue.ts';
@@ -19,10 +20,21 @@ import type {
   SendOutcome,
   StaleMessage,
   StoredCarrierEvent,
+  StoredSender,
   Template,
   UnsettledCarrierEvent,
 } from '../../ports/store.ts';
-import { jobRow, json, type MessageRow, outboundMessageRow, type SenderRow, toMessage, toSender } from '../sql/rows.ts';
+import {
+  jobRow,
+  json,
+  type MessageRow,
+  outboundMessageRow,
+  SENDER_SETTING_COLS,
+  type SenderRow,
+  senderSettings,
+  toMessage,
+  toSender,
+} from '../sql/rows.ts';
 import { insertRows, type SqliteHandle } from './database.ts';
 
 const MESSAGE_COLS = [
@@ -41,6 +53,7 @@ const MESSAGE_COLS = [
   'priority',
   'created_at',
   'updated_at',
+  'options',
 ] as const;
 const HISTORY_COLS = ['message_id', 'status', 'at', 'applied', 'detail'] as const;
 export const JOB_COLS = ['id', 'queue', 'priority', 'run_at', 'org_id', 'payload'] as const;
@@ -205,7 +218,8 @@ export class SqliteStore implements MessageStore {
       // A late `sent` (the carrier already reported an outcome) keeps that outcome's error.
       const sent = h.stmt(
         `UPDATE messages SET status = ?, sender_id = ?, provider = ?, from_address = coalesce(from_address, ?),
-         provider_message_id = ?, cost = ?, lease_until = NULL, error_code = iif(?, NULL, error_code),
+         provider_message_id = ?, cost = ?, segments = ?, encoding = ?, lease_until = NULL,
+         error_code = iif(?, NULL, error_code),
          error_class = iif(?, NULL, error_class), error_message = iif(?, NULL, error_message),
          updated_at = ? WHERE id = ?`,
       );
@@ -227,6 +241,8 @@ export class SqliteStore implements MessageStore {
             o.from,
             o.providerMessageId,
             o.cost,
+            o.segments ?? null,
+            o.encoding ?? null,
             clear,
             clear,
             clear,
@@ -479,31 +495,61 @@ export class SqliteStore implements MessageStore {
       | undefined;
   }
 
-  async createSender(s: SenderRecord, createdAt: number): Promise<void> {
+  async createSender(s: StoredSender): Promise<void> {
+    const cols = ['id', 'org_id', 'provider', 'created_at', ...SENDER_SETTING_COLS];
     this.h
-      .stmt(
-        'INSERT INTO senders (id, org_id, provider, config, channels, from_address, priority, created_at) VALUES (?,?,?,?,?,?,?,?)',
-      )
-      .run(
-        s.id,
-        s.orgId,
-        s.provider,
-        JSON.stringify(s.config),
-        JSON.stringify(s.channels),
-        s.from,
-        s.priority,
-        createdAt,
-      );
+      .stmt(`INSERT INTO senders (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`)
+      .run(s.id, s.orgId, s.provider, s.createdAt, ...senderSettings(s));
   }
 
-  async listSenders(orgId: string): Promise<SenderRecord[]> {
-    const rows = this.h.stmt('SELECT * FROM senders WHERE org_id = ? ORDER BY priority, id').all(orgId) as SenderRow[];
+  async updateSender(s: StoredSender): Promise<void> {
+    this.h
+      .stmt(`UPDATE senders SET ${SENDER_SETTING_COLS.map((c) => `${c} = ?`).join(', ')} WHERE id = ? AND org_id = ?`)
+      .run(...senderSettings(s), s.id, s.orgId);
+  }
+
+  async listSenders(orgId: string): Promise<StoredSender[]> {
+    const rows = this.h
+      .stmt('SELECT * FROM senders WHERE org_id = ? AND deleted_at IS NULL ORDER BY priority, id')
+      .all(orgId) as SenderRow[];
     return rows.map(toSender);
   }
 
-  async getSender(id: string): Promise<SenderRecord | undefined> {
+  async getSender(id: string): Promise<StoredSender | undefined> {
     const r = this.h.stmt('SELECT * FROM senders WHERE id = ?').get(id) as SenderRow | undefined;
     return r ? toSender(r) : undefined;
+  }
+
+  async getSenderAffinity(
+    orgId: string,
+    channel: Channel,
+    recipients: readonly string[],
+  ): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    const get = this.h
+      .stmt('SELECT sender_id FROM sender_affinity WHERE org_id = ? AND channel = ? AND recipient = ?')
+      .pluck();
+    for (const r of new Set(recipients)) {
+      const id = get.get(orgId, channel, r) as string | undefined;
+      if (id !== undefined) found.set(r, id);
+    }
+    return found;
+  }
+
+  async setSenderAffinity(
+    entries: readonly { orgId: string; channel: Channel; recipient: string; senderId: string }[],
+    at: number,
+  ): Promise<void> {
+    if (entries.length === 0) return;
+    const h = this.h;
+    h.db.transaction(() => {
+      const upsert = h.stmt(
+        `INSERT INTO sender_affinity (org_id, channel, recipient, sender_id, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (org_id, channel, recipient) DO UPDATE SET sender_id = excluded.sender_id,
+         updated_at = excluded.updated_at`,
+      );
+      for (const e of entries) upsert.run(e.orgId, e.channel, e.recipient, e.senderId, at);
+    })();
   }
 
   async countByStatus(): Promise<Record<string, number>> {

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { CHANNELS } from '../../domain/channels.ts';
 import { ValidationError } from '../../domain/errors.ts';
 import { STATUSES } from '../../domain/message-status.ts';
+import { isSegmentedChannel, segmentSms } from '../../domain/sms-encoding.ts';
 import { type AcceptMessages, MAX_BATCH } from '../../services/accept-messages.ts';
 import type { MessageCommands } from '../../services/message-commands.ts';
 import { checkMessageInput, type MessageInput, MessageInputSchema } from '../../services/message-input.ts';
@@ -178,12 +179,22 @@ export function messageRoutes(
         tags: ['messages'],
         summary: 'Validate a message without sending it',
         body: MessageInputSchema,
-        response: { 200: Type.Object({ valid: Type.Boolean() }), ...errorResponses },
+        response: {
+          200: Type.Object({
+            valid: Type.Boolean(),
+            segments: Type.Optional(Type.Integer()),
+            encoding: Type.Optional(Type.String()),
+          }),
+          ...errorResponses,
+        },
       },
     },
     async (request) => {
       checkMessageInput(request.body, deps.now());
-      return { valid: true };
+      const { channel, body } = request.body;
+      if (!isSegmentedChannel(channel) || body === undefined) return { valid: true };
+      const s = segmentSms(body);
+      return { valid: true, segments: s.segments, encoding: s.encoding };
     },
   );
 }
