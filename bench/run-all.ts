@@ -35,6 +35,8 @@ import { promisify } from 'node:util';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { Pool } from 'undici';
+import { computeTwilioSignature } from '../src/adapters/carriers/twilio/twilio-signature.ts';
 import {
   cpuMeter,
   killAllSync,
@@ -47,7 +49,7 @@ import {
 } from './lib/child.ts';
 import { machineInfo, notApplicable, type Row, renderMachine, renderTable, row } from './lib/report.ts';
 
-const SECTIONS = ['echo', 'ingest', 'batch', 'e2e', 'scaleout'] as const;
+const SECTIONS = ['echo', 'ingest', 'batch', 'webhooks', 'e2e', 'scaleout'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -95,6 +97,7 @@ const TARGETS = {
   batchMsgs: { op: '>=', value: 100_000 },
   e2eMsgs: { op: '>=', value: 5_000 },
   e2eRss: { op: '<=', value: 400 },
+  webhookP99: { op: '<=', value: 50 },
 } as const;
 
 const API_KEY = 'bench_admin_key_0123456789abcdef';
@@ -322,6 +325,83 @@ async function benchIngest(ctx: Context): Promise<void> {
       ...loadRows('ingest', l),
     );
     ctx.raw.ingest = summary(l);
+  } finally {
+    await server.stop();
+  }
+}
+
+/**
+ * Carrier webhooks are answered within 50 ms (issue "Real carriers"): distinct signed Twilio status callbacks,
+ * 16 in flight, against an API process; each is verified, stored with its job and answered (no work inline).
+ */
+async function benchWebhooks(ctx: Context): Promise<void> {
+  const server = await productServer('webhooks', 'api');
+  const total = envInt('BENCH_WEBHOOKS', 20_000);
+  const inFlight = 16;
+  try {
+    const authToken = 'bench0auth0token000000000000000a';
+    const created = await post(
+      server.url,
+      '/v1/senders',
+      JSON.stringify({
+        name: 'bench twilio',
+        provider: 'twilio',
+        channels: ['sms'],
+        config: { accountSid: `AC${'0'.repeat(32)}`, authToken, baseUrl: 'http://127.0.0.1:9' },
+        from: '+15005550006',
+      }),
+    );
+    const sender = created.json as { id?: string; webhookUrl?: string };
+    if (created.status !== 201 || !sender.webhookUrl)
+      throw new Error(`creating a sender: ${JSON.stringify(created.json)}`);
+    const webhookUrl = sender.webhookUrl;
+    const path = new URL(webhookUrl).pathname;
+    const bodies = Array.from({ length: total }, (_, i) => {
+      const params = {
+        MessageSid: `SM${i.toString(16).padStart(32, '0')}`,
+        MessageStatus: 'delivered',
+        AccountSid: `AC${'0'.repeat(32)}`,
+        From: '+15005550006',
+        To: phone(i),
+      };
+      return {
+        body: new URLSearchParams(params).toString(),
+        signature: computeTwilioSignature(authToken, webhookUrl, params),
+      };
+    });
+    const pool = new Pool(server.url, { connections: inFlight });
+    const latencies: number[] = [];
+    let failed = 0;
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (next < bodies.length) {
+          const b = bodies[next++] as { body: string; signature: string };
+          const start = performance.now();
+          const res = await pool.request({
+            method: 'POST',
+            path,
+            headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': b.signature },
+            body: b.body,
+          });
+          await res.body.text();
+          latencies.push(performance.now() - start);
+          if (res.statusCode !== 200) failed++;
+        }
+      }),
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    await pool.close();
+    latencies.sort((a, b) => a - b);
+    const pct = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+    ctx.rows.push(
+      row('webhooks', `signed Twilio callbacks/s (${inFlight} in flight)`, total / seconds, 'req/s'),
+      row('webhooks', 'answer latency p50', pct(0.5), 'ms'),
+      row('webhooks', 'answer latency p99', pct(0.99), 'ms', TARGETS.webhookP99),
+      row('webhooks', 'non-200 answers', failed, 'count', { op: '<=', value: 0 }),
+    );
+    ctx.raw.webhooks = { total, seconds, p50: pct(0.5), p99: pct(0.99), max: latencies.at(-1), failed };
   } finally {
     await server.stop();
   }
@@ -854,6 +934,7 @@ function summary(l: LoadResult) {
 // --- main ------------------------------------------------------------------------------------------------------
 
 const RUNNERS: Record<Section, (ctx: Context) => Promise<void>> = {
+  webhooks: benchWebhooks,
   echo: benchEcho,
   ingest: benchIngest,
   batch: benchBatch,
