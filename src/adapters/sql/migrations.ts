@@ -18,24 +18,10 @@ import {
   SqliteAdapter,
   sql,
 } from 'kysely';
-
-export type SqlDialect = 'sqlite' | 'postgres';
-
-/** The dialect of a Kysely instance, from its adapter. */
-export function dialectOf(db: Kysely<unknown>): SqlDialect {
-  const adapter = db.getExecutor().adapter;
-  if (adapter instanceof PostgresAdapter) return 'postgres';
-  if (adapter instanceof SqliteAdapter) return 'sqlite';
-  throw new Error(`unsupported database dialect: ${adapter.constructor.name}`);
-}
-
-type DataTypeExpression = ColumnDataType | Expression<unknown>;
-
-function typesFor(dialect: SqlDialect): { id: DataTypeExpression; float: DataTypeExpression } {
-  return dialect === 'postgres'
-    ? { id: sql`text collate "C"`, float: 'double precision' }
-    : { id: 'text', float: 'real' };
-}
+import { dialectOf, typesFor } from './dialect.ts';
+import { contactMigrations } from './migrations-contacts.ts';
+import { journeyMigrations } from './migrations-journeys.ts';
+import { webhookMigrations } from './migrations-webhooks.ts';
 
 const migrations: Record<string, Migration> = {
   '0001_core': {
@@ -237,7 +223,18 @@ const migrations: Record<string, Migration> = {
   },
 };
 
-const provider: MigrationProvider = { getMigrations: async () => migrations };
+/**
+ * Feature migrations live beside their feature's store adapters (`migrations-<feature>.ts`) and join the core ones
+ * here; names sort in the order they must run.
+ */
+const allMigrations: Record<string, Migration> = {
+  ...migrations,
+  ...webhookMigrations,
+  ...contactMigrations,
+  ...journeyMigrations,
+};
+
+const provider: MigrationProvider = { getMigrations: async () => allMigrations };
 
 /**
  * Brings the schema up to date; throws with the failing migration's error. The dialect comes from the Kysely
