@@ -2,7 +2,7 @@
  * Carrier adapter for the sandbox carrier (src/sandbox): a bulk HTTP API plus signed JSON-array callbacks.
  * Sender config: `{ baseUrl: string, token: string }`; the token authenticates sends and keys the callback HMAC.
  */
-import { type Dispatcher, Pool } from 'undici';
+import { Pool } from 'undici';
 import { CHANNELS, isChannel } from '../../domain/channels.ts';
 import { AuthenticationError, ValidationError } from '../../domain/errors.ts';
 import type { MessageError } from '../../domain/message-status.ts';
@@ -18,7 +18,16 @@ import type {
 import type { Clock } from '../../ports/clock.ts';
 import { SANDBOX_SIGNATURE_HEADER, verifySandboxSignature } from '../../sandbox/signature.ts';
 import { systemClock } from '../clock/system-clock.ts';
-import { headerValue, isRecord, parseRetryAfter, permanentFailure, retryableFailure } from './carrier-support.ts';
+import {
+  errorReason,
+  headerValue,
+  httpStatusFailure,
+  isRecord,
+  parseJsonBody,
+  requestText,
+  retryableFailure,
+  tryParseJson,
+} from './carrier-support.ts';
 
 export const SANDBOX_PROVIDER = 'sandbox';
 
@@ -76,55 +85,19 @@ export function createSandboxCarrier(
         subject: r.subject,
       })),
     });
-    let res: Dispatcher.ResponseData;
-    let text: string;
-    try {
-      res = await pool.request({
-        method: 'POST',
-        path,
-        headers,
-        body: payload,
-        headersTimeout: REQUEST_TIMEOUT_MS,
-        bodyTimeout: REQUEST_TIMEOUT_MS,
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-      text = await res.body.text();
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      return chunk.map(() => retryableFailure('carrier_unavailable', `sandbox carrier unreachable: ${reason}`));
+    const answer = await requestText(pool, { method: 'POST', path, headers, body: payload }, REQUEST_TIMEOUT_MS);
+    if (!answer.ok) {
+      return chunk.map(() => retryableFailure('carrier_unavailable', `sandbox carrier unreachable: ${answer.reason}`));
     }
-
-    const status = res.statusCode;
-    if (status === 429) {
-      const retryAfterMs = parseRetryAfter(res.headers['retry-after'], clock.now());
-      return chunk.map(() => ({
-        ...retryableFailure('carrier_rate_limited', 'sandbox carrier rate limit exceeded'),
-        ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-      }));
-    }
-    if (status >= 500) {
-      return chunk.map(() => retryableFailure('carrier_unavailable', `sandbox carrier answered HTTP ${status}`));
-    }
-    if (status === 401 || status === 403) {
-      const detail = errorMessage(text);
-      return chunk.map(() =>
-        permanentFailure('carrier_auth_failed', `sandbox carrier refused the credentials (HTTP ${status})${detail}`),
-      );
-    }
+    const { status, text } = answer;
     if (status < 200 || status >= 300) {
       const detail = errorMessage(text);
-      return chunk.map(() =>
-        permanentFailure('carrier_request_rejected', `sandbox carrier rejected the request (HTTP ${status})${detail}`),
-      );
+      const now = clock.now();
+      return chunk.map(() => httpStatusFailure('sandbox carrier', status, answer.headers['retry-after'], now, detail));
     }
 
-    let results: unknown[] | undefined;
-    try {
-      const parsed = JSON.parse(text) as { results?: unknown };
-      if (Array.isArray(parsed?.results)) results = parsed.results;
-    } catch {
-      results = undefined;
-    }
+    const parsed = tryParseJson(text);
+    const results = isRecord(parsed) && Array.isArray(parsed.results) ? parsed.results : undefined;
     return chunk.map((req, i) => {
       const mapped = mapResult(results?.[i], req.messageId);
       return (
@@ -145,7 +118,7 @@ export function createSandboxCarrier(
         return answers.flat();
       } catch (err) {
         // sendChunk never throws; this only guards against the unexpected (send must never throw).
-        const reason = err instanceof Error ? err.message : String(err);
+        const reason = errorReason(err);
         return requests.map(() => retryableFailure('carrier_unavailable', `sandbox send failed: ${reason}`));
       }
     },
@@ -158,19 +131,9 @@ export function createSandboxCarrier(
       if (!verifySandboxSignature(token, request.rawBody, signature, clock.now())) {
         throw new AuthenticationError('webhook_signature_invalid', 'sandbox webhook signature is invalid or stale');
       }
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(request.rawBody.toString('utf8'));
-      } catch {
-        throw invalidPayload('body is not valid JSON');
-      }
+      const parsed = parseJsonBody(request.rawBody, invalidPayload);
       if (!Array.isArray(parsed)) throw invalidPayload('body must be a JSON array of events');
-      const events: CarrierEvent[] = [];
-      for (const item of parsed) {
-        const event = mapEvent(item);
-        if (event !== null) events.push(event);
-      }
-      return events;
+      return parsed.flatMap((item) => mapEvent(item) ?? []);
     },
 
     async close() {
@@ -216,16 +179,12 @@ function mapResult(value: unknown, reference: string): SendResult | null {
   return null;
 }
 
+/** `: <message>` of the sandbox's error body `{error: {message}}`, or nothing. */
 function errorMessage(text: string): string {
-  try {
-    const parsed = JSON.parse(text) as unknown;
-    if (isRecord(parsed) && isRecord(parsed.error) && typeof parsed.error.message === 'string') {
-      return `: ${parsed.error.message}`;
-    }
-  } catch {
-    // not JSON: no detail
-  }
-  return '';
+  const parsed = tryParseJson(text);
+  return isRecord(parsed) && isRecord(parsed.error) && typeof parsed.error.message === 'string'
+    ? `: ${parsed.error.message}`
+    : '';
 }
 
 function invalidPayload(message: string): ValidationError {

@@ -18,7 +18,7 @@
  * request, so ctx.webhookUrl is what the operator enters there.
  */
 import { createHash } from 'node:crypto';
-import { type Dispatcher, Pool } from 'undici';
+import { Pool } from 'undici';
 import { AuthenticationError, ValidationError } from '../../../domain/errors.ts';
 import type {
   Carrier,
@@ -32,16 +32,24 @@ import type {
 import type { Clock } from '../../../ports/clock.ts';
 import { systemClock } from '../../clock/system-clock.ts';
 import {
+  type CarrierHttpAnswer,
+  type CarrierHttpResponse,
+  checkRateLimitConfig,
   configBaseUrl,
   headerValue,
+  httpStatusFailure,
   invalidConfig,
   isRecord,
+  optionalCostConfig,
+  parseJsonBody,
   parseRetryAfter,
   permanentFailure,
+  requestText,
   requireConfigString,
   retryableFailure,
   safeEqual,
   sendEach,
+  tryParseJson,
 } from '../carrier-support.ts';
 import { bandwidthMessageError, classifyBandwidthError } from './bandwidth-errors.ts';
 
@@ -161,14 +169,8 @@ export function parseBandwidthConfig(config: Record<string, unknown>): Bandwidth
   if (priority !== undefined && priority !== 'default' && priority !== 'high') {
     throw invalidConfig(p, 'priority', "must be 'default' or 'high'");
   }
-  const rate = config.rateLimitPerSecond;
-  if (rate !== undefined && (typeof rate !== 'number' || !Number.isInteger(rate) || rate <= 0)) {
-    throw invalidConfig(p, 'rateLimitPerSecond', 'must be a positive integer');
-  }
-  const cost = config.costPerMessage;
-  if (cost !== undefined && (typeof cost !== 'number' || !Number.isFinite(cost) || cost < 0)) {
-    throw invalidConfig(p, 'costPerMessage', 'must be a number of at least 0');
-  }
+  checkRateLimitConfig(p, config);
+  const cost = optionalCostConfig(p, config);
   return {
     accountId,
     applicationId,
@@ -180,39 +182,9 @@ export function parseBandwidthConfig(config: Record<string, unknown>): Bandwidth
   };
 }
 
-type HttpOutcome =
-  | { kind: 'response'; status: number; headers: Dispatcher.ResponseData['headers']; text: string }
-  | { kind: 'error'; reason: string };
-
-async function httpPost(pool: Pool, path: string, headers: Record<string, string>, body: string): Promise<HttpOutcome> {
-  try {
-    const res = await pool.request({
-      method: 'POST',
-      path,
-      headers,
-      body,
-      headersTimeout: REQUEST_TIMEOUT_MS,
-      bodyTimeout: REQUEST_TIMEOUT_MS,
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-    const text = await res.body.text();
-    return { kind: 'response', status: res.statusCode, headers: res.headers, text };
-  } catch (err) {
-    return { kind: 'error', reason: err instanceof Error ? err.message : String(err) };
-  }
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The readable part of a Bandwidth error body: `type`, `description`, `fieldErrors` (or Spring's 404 shape). */
 function errorDetail(text: string): string {
-  const body = parseJson(text);
+  const body = tryParseJson(text);
   if (!isRecord(body)) return '';
   const parts: string[] = [];
   if (typeof body.type === 'string') parts.push(body.type);
@@ -231,36 +203,21 @@ function errorDetail(text: string): string {
   return parts.length > 0 ? `: ${parts.join('; ')}` : '';
 }
 
-/** Maps a non-2xx answer of Bandwidth (create message or token endpoint) into a failed SendResult. */
-function httpFailure(
-  status: number,
-  headers: Dispatcher.ResponseData['headers'],
-  text: string,
-  nowMs: number,
-  what: string,
-): SendResult {
-  const detail = errorDetail(text);
-  if (status === 429) {
-    return retryableFailure(
-      'carrier_rate_limited',
-      `Bandwidth ${what} is rate limited (HTTP 429)${detail}`,
-      parseRetryAfter(headers['retry-after'], nowMs),
-    );
-  }
-  if (status >= 500 || status === 408) {
+/**
+ * Maps a non-2xx answer of Bandwidth (`provider`: the messages API or its token endpoint) into a failed SendResult:
+ * the generic HTTP classes, and a 408 request timeout retried like a 5xx.
+ */
+function httpFailure(provider: string, answer: CarrierHttpResponse, nowMs: number): SendResult {
+  const detail = errorDetail(answer.text);
+  const retryAfter = answer.headers['retry-after'];
+  if (answer.status === 408) {
     return retryableFailure(
       'carrier_unavailable',
-      `Bandwidth ${what} answered HTTP ${status}${detail}`,
-      parseRetryAfter(headers['retry-after'], nowMs),
+      `${provider} answered HTTP 408${detail}`,
+      parseRetryAfter(retryAfter, nowMs),
     );
   }
-  if (status === 401 || status === 403) {
-    return permanentFailure(
-      'carrier_auth_failed',
-      `Bandwidth refused the credentials for ${what} (HTTP ${status})${detail}`,
-    );
-  }
-  return permanentFailure('carrier_request_rejected', `Bandwidth rejected ${what} (HTTP ${status})${detail}`);
+  return httpStatusFailure(provider, answer.status, retryAfter, nowMs, detail);
 }
 
 interface Token {
@@ -304,17 +261,21 @@ class TokenSource {
   }
 
   private async fetch(): Promise<TokenOutcome> {
-    const out = await httpPost(
+    const out = await requestText(
       this.pool,
-      this.path,
       {
-        authorization: this.authorization,
-        'content-type': 'application/x-www-form-urlencoded',
-        accept: 'application/json',
+        method: 'POST',
+        path: this.path,
+        headers: {
+          authorization: this.authorization,
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+        },
+        body: 'grant_type=client_credentials',
       },
-      'grant_type=client_credentials',
+      REQUEST_TIMEOUT_MS,
     );
-    if (out.kind === 'error') {
+    if (!out.ok) {
       return {
         ok: false,
         failure: retryableFailure('carrier_unavailable', `Bandwidth token endpoint unreachable: ${out.reason}`),
@@ -330,9 +291,9 @@ class TokenSource {
       return { ok: false, failure };
     }
     if (out.status < 200 || out.status >= 300) {
-      return { ok: false, failure: httpFailure(out.status, out.headers, out.text, now, 'the OAuth2 token request') };
+      return { ok: false, failure: httpFailure('Bandwidth token endpoint', out, now) };
     }
-    const body = parseJson(out.text);
+    const body = tryParseJson(out.text);
     if (!isRecord(body) || typeof body.access_token !== 'string' || body.access_token.length === 0) {
       return {
         ok: false,
@@ -403,17 +364,13 @@ export function createBandwidthCarrier(
     return t.ok ? { ok: true, header: `Bearer ${t.token}`, token: t.token } : { ok: false, result: t.failure };
   }
 
-  function post(body: string, auth: string): Promise<HttpOutcome> {
-    return httpPost(
-      pool,
-      path,
-      {
-        authorization: auth,
-        'content-type': 'application/json; charset=utf-8',
-        accept: 'application/json',
-      },
-      body,
-    );
+  function post(body: string, auth: string): Promise<CarrierHttpAnswer> {
+    const headers = {
+      authorization: auth,
+      'content-type': 'application/json; charset=utf-8',
+      accept: 'application/json',
+    };
+    return requestText(pool, { method: 'POST', path, headers, body }, REQUEST_TIMEOUT_MS);
   }
 
   async function sendOne(r: SendRequest): Promise<SendResult> {
@@ -423,17 +380,15 @@ export function createBandwidthCarrier(
     if (!auth.ok) return auth.result;
     let out = await post(built.body, auth.header);
     // An OAuth2 token can be revoked or expire early: fetch a fresh one once and try again.
-    if (out.kind === 'response' && out.status === 401 && tokens && auth.token) {
+    if (out.ok && out.status === 401 && tokens && auth.token) {
       tokens.invalidate(auth.token);
       auth = await authorization();
       if (!auth.ok) return auth.result;
       out = await post(built.body, auth.header);
     }
-    if (out.kind === 'error') return retryableFailure('carrier_unavailable', `Bandwidth unreachable: ${out.reason}`);
-    if (out.status < 200 || out.status >= 300) {
-      return httpFailure(out.status, out.headers, out.text, clock.now(), 'the message');
-    }
-    const answer = parseJson(out.text);
+    if (!out.ok) return retryableFailure('carrier_unavailable', `Bandwidth unreachable: ${out.reason}`);
+    if (out.status < 200 || out.status >= 300) return httpFailure('Bandwidth', out, clock.now());
+    const answer = tryParseJson(out.text);
     if (!isRecord(answer) || typeof answer.id !== 'string' || answer.id.length === 0) {
       return retryableFailure('carrier_invalid_response', `Bandwidth answered HTTP ${out.status} without a message id`);
     }
@@ -475,17 +430,11 @@ export function createBandwidthCarrier(
 
     parseWebhook(request: WebhookRequest): CarrierEvent[] {
       verifyAuthorization(request.headers);
-      const parsed = parseJson(request.rawBody.toString('utf8'));
-      if (parsed === undefined) throw invalidPayload('body is not valid JSON');
+      const parsed = parseJsonBody(request.rawBody, invalidPayload);
       // Bandwidth sends a list of events; a lone event object is read the same way.
       const items = Array.isArray(parsed) ? parsed : isRecord(parsed) ? [parsed] : null;
       if (items === null) throw invalidPayload('body must be a JSON array of events');
-      const events: CarrierEvent[] = [];
-      for (const item of items) {
-        const event = mapCallback(item);
-        if (event !== null) events.push(event);
-      }
-      return events;
+      return items.flatMap((item) => mapCallback(item) ?? []);
     },
 
     async close() {

@@ -6,7 +6,7 @@
  * delivery receipts arrive on the account's webhook (registered with configureAuthorization), authenticated as
  * described in inteliquent-webhook.ts.
  */
-import { type Dispatcher, Pool } from 'undici';
+import { Pool } from 'undici';
 import type {
   Carrier,
   CarrierEvent,
@@ -19,14 +19,19 @@ import type {
 import type { Clock } from '../../../ports/clock.ts';
 import { systemClock } from '../../clock/system-clock.ts';
 import {
+  checkRateLimitConfig,
   configBaseUrl,
   invalidConfig,
   isRecord,
+  optionalCostConfig,
   parseRetryAfter,
   permanentFailure,
+  rejectUnknownConfigFields,
+  requestText,
   requireConfigString,
   retryableFailure,
   sendEach,
+  tryParseJson,
 } from '../carrier-support.ts';
 import { INTELIQUENT_ERROR_CODES, isRetryableInteliquentCode } from './inteliquent-errors.ts';
 import {
@@ -107,9 +112,7 @@ function optionalString(config: Record<string, unknown>, field: string): string 
 }
 
 function parseConfig(config: Record<string, unknown>): InteliquentConfig {
-  for (const key of Object.keys(config)) {
-    if (!CONFIG_FIELDS.has(key)) throw invalidConfig(INTELIQUENT_PROVIDER, key, 'is not an Inteliquent setting');
-  }
+  rejectUnknownConfigFields(INTELIQUENT_PROVIDER, config, CONFIG_FIELDS, 'is not an Inteliquent setting');
   const apiKey = requireConfigString(INTELIQUENT_PROVIDER, config, 'apiKey');
   if (/\s/.test(apiKey)) throw invalidConfig(INTELIQUENT_PROVIDER, 'apiKey', 'must not contain spaces');
   const webhookApiKey = optionalString(config, 'webhookApiKey');
@@ -129,14 +132,8 @@ function parseConfig(config: Record<string, unknown>): InteliquentConfig {
       'or webhookHeaderName/webhookHeaderValue must be set: Inteliquent webhooks are authenticated by one of them',
     );
   }
-  const rate = config.rateLimitPerSecond;
-  if (rate !== undefined && rate !== null && !(typeof rate === 'number' && Number.isInteger(rate) && rate >= 1)) {
-    throw invalidConfig(INTELIQUENT_PROVIDER, 'rateLimitPerSecond', 'must be a positive integer');
-  }
-  const cost = config.costPerMessage;
-  if (cost !== undefined && cost !== null && !(typeof cost === 'number' && Number.isFinite(cost) && cost >= 0)) {
-    throw invalidConfig(INTELIQUENT_PROVIDER, 'costPerMessage', 'must be a non-negative number');
-  }
+  checkRateLimitConfig(INTELIQUENT_PROVIDER, config);
+  optionalCostConfig(INTELIQUENT_PROVIDER, config);
   return {
     apiKey,
     baseUrl: configBaseUrl(INTELIQUENT_PROVIDER, config, 'baseUrl', INTELIQUENT_DEFAULT_BASE_URL),
@@ -197,24 +194,13 @@ export function createInteliquentCarrier(
   async function sendOne(req: SendRequest): Promise<SendResult> {
     const built = buildBody(req);
     if ('refused' in built) return built.refused;
-    let res: Dispatcher.ResponseData;
-    let text: string;
-    try {
-      res = await pool.request({
-        method: 'POST',
-        path,
-        headers,
-        body: JSON.stringify(built.payload),
-        headersTimeout: REQUEST_TIMEOUT_MS,
-        bodyTimeout: REQUEST_TIMEOUT_MS,
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-      text = await res.body.text();
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      return retryableFailure('carrier_unavailable', `Inteliquent unreachable: ${reason}`);
-    }
-    return mapPublishAnswer(res.statusCode, res.headers['retry-after'], text, tn(req.to), clock.now());
+    const answer = await requestText(
+      pool,
+      { method: 'POST', path, headers, body: JSON.stringify(built.payload) },
+      REQUEST_TIMEOUT_MS,
+    );
+    if (!answer.ok) return retryableFailure('carrier_unavailable', `Inteliquent unreachable: ${answer.reason}`);
+    return mapPublishAnswer(answer.status, answer.headers['retry-after'], answer.text, tn(req.to), clock.now());
   }
 
   return {
@@ -233,14 +219,6 @@ export function createInteliquentCarrier(
       await pool.close();
     },
   };
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 /** The code an error answer carries: its `statusCode`, an `<ams:code>` fault, or else the HTTP status. */
@@ -268,7 +246,7 @@ export function mapPublishAnswer(
   to: string,
   nowMs: number,
 ): SendResult {
-  const body = parseJson(text);
+  const body = tryParseJson(text);
   if (status === 429) {
     return retryableFailure(
       'carrier_rate_limited',

@@ -18,7 +18,7 @@
 import { createHmac } from 'node:crypto';
 import { AuthenticationError, ValidationError } from '../../../domain/errors.ts';
 import type { CarrierEvent, WebhookRequest } from '../../../ports/carrier.ts';
-import { headerValue, isRecord, safeEqual } from '../carrier-support.ts';
+import { headerValue, isRecord, parseJsonBody, safeEqual } from '../carrier-support.ts';
 
 export const INTELIQUENT_TOKEN_HEADER = 'messageID';
 export const INTELIQUENT_VERIFICATION_HEADER = 'verificationToken';
@@ -132,12 +132,7 @@ function receiptEvent(referenceId: string, text: string, now: number): CarrierEv
 
 /** The events of an authenticated Inteliquent webhook request. */
 export function inteliquentEvents(rawBody: Buffer, opts: { ourNumber: string | null; now: number }): CarrierEvent[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(rawBody.toString('utf8'));
-  } catch {
-    throw invalidPayload('body is not valid JSON');
-  }
+  const parsed = parseJsonBody(rawBody, invalidPayload);
   if (!isRecord(parsed)) throw invalidPayload('body must be a JSON object');
   const referenceId = parsed.referenceId;
   if (typeof referenceId !== 'string' || referenceId.length === 0) throw invalidPayload('referenceId is required');

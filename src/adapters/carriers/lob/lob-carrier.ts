@@ -21,7 +21,7 @@
  * sender's webhook URL is subscribed there to the `letter.*` events, and its secret stored as `webhookSecret`.
  */
 import { randomBytes } from 'node:crypto';
-import { type Dispatcher, Pool } from 'undici';
+import { Pool } from 'undici';
 import type {
   Carrier,
   CarrierEvent,
@@ -35,14 +35,22 @@ import type {
 import type { Clock } from '../../../ports/clock.ts';
 import { systemClock } from '../../clock/system-clock.ts';
 import {
+  type CarrierHttpResponse,
+  checkRateLimitConfig,
   configBaseUrl,
+  errorReason,
+  headerValue,
   invalidConfig,
   isRecord,
+  optionalCostConfig,
   parseRetryAfter,
   permanentFailure,
+  rejectUnknownConfigFields,
+  requestText,
   requireConfigString,
   retryableFailure,
   sendEach,
+  tryParseJson,
 } from '../carrier-support.ts';
 import { renderLetterPdf } from './letter-pdf.ts';
 import { isRetryableLobError } from './lob-errors.ts';
@@ -155,9 +163,7 @@ export const LOB_CONFIG_SCHEMA = {
 } as const;
 
 function parseConfig(config: Record<string, unknown>): LobConfig {
-  for (const key of Object.keys(config)) {
-    if (!CONFIG_FIELDS.has(key)) throw invalidConfig(LOB_PROVIDER, key, 'is not a Lob sender setting');
-  }
+  rejectUnknownConfigFields(LOB_PROVIDER, config, CONFIG_FIELDS, 'is not a Lob sender setting');
   const apiKey = requireConfigString(LOB_PROVIDER, config, 'apiKey');
   if (/\s|:/.test(apiKey)) throw invalidConfig(LOB_PROVIDER, 'apiKey', 'must not contain spaces or colons');
   if (/^[a-z]+_pub/i.test(apiKey)) {
@@ -184,14 +190,8 @@ function parseConfig(config: Record<string, unknown>): LobConfig {
       throw invalidConfig(LOB_PROVIDER, field, 'must be a boolean');
     }
   }
-  const rate = config.rateLimitPerSecond;
-  if (rate !== undefined && (typeof rate !== 'number' || !Number.isInteger(rate) || rate < 1)) {
-    throw invalidConfig(LOB_PROVIDER, 'rateLimitPerSecond', 'must be a positive integer');
-  }
-  const cost = config.costPerMessage;
-  if (cost !== undefined && (typeof cost !== 'number' || !Number.isFinite(cost) || cost < 0)) {
-    throw invalidConfig(LOB_PROVIDER, 'costPerMessage', 'must be a non-negative number');
-  }
+  checkRateLimitConfig(LOB_PROVIDER, config);
+  const cost = optionalCostConfig(LOB_PROVIDER, config);
   return {
     apiKey,
     webhookSecret,
@@ -201,7 +201,7 @@ function parseConfig(config: Record<string, unknown>): LobConfig {
     useType: useType as UseType,
     color: (config.color as boolean | undefined) ?? false,
     doubleSided: (config.doubleSided as boolean | undefined) ?? true,
-    costPerMessage: cost as number | undefined,
+    costPerMessage: cost,
   };
 }
 
@@ -288,32 +288,22 @@ export function letterFields(
   return fields;
 }
 
+/** Lob's error envelope `{error: {code, message}}`; nothing when the answer is not one (a proxy's error page). */
 function errorEnvelope(text: string): { code?: string; message?: string } {
-  try {
-    const parsed = JSON.parse(text) as unknown;
-    if (isRecord(parsed) && isRecord(parsed.error)) {
-      const { code, message } = parsed.error;
-      return {
-        ...(typeof code === 'string' && code.length > 0 ? { code: code.toLowerCase() } : {}),
-        ...(typeof message === 'string' ? { message } : {}),
-      };
-    }
-  } catch {
-    // not JSON (a proxy's error page): no detail
-  }
-  return {};
-}
-
-function headerOf(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
-  const v = headers[name];
-  return Array.isArray(v) ? v[0] : v;
+  const parsed = tryParseJson(text);
+  if (!isRecord(parsed) || !isRecord(parsed.error)) return {};
+  const { code, message } = parsed.error;
+  return {
+    ...(typeof code === 'string' && code.length > 0 ? { code: code.toLowerCase() } : {}),
+    ...(typeof message === 'string' ? { message } : {}),
+  };
 }
 
 /** How long a 429 asks us to wait: Retry-After, else the rate-limit window's reset (epoch seconds), else 5 s. */
-function rateLimitWaitMs(headers: Dispatcher.ResponseData['headers'], nowMs: number): number {
+function rateLimitWaitMs(headers: CarrierHttpResponse['headers'], nowMs: number): number {
   const retryAfter = parseRetryAfter(headers['retry-after'], nowMs);
   if (retryAfter !== undefined) return retryAfter;
-  const reset = headerOf(headers, 'x-rate-limit-reset') ?? headerOf(headers, 'ratelimit-reset');
+  const reset = headerValue(headers, 'x-rate-limit-reset') ?? headerValue(headers, 'ratelimit-reset');
   if (reset !== undefined && /^\d+$/.test(reset.trim())) {
     const n = Number(reset.trim());
     return n > 1e9 ? Math.max(0, n * 1000 - nowMs) : n * 1000;
@@ -360,44 +350,24 @@ export function createLobCarrier(
     try {
       pdf = await renderLetterPdf({ subject: request.subject, body: request.body, createdAt: new Date(clock.now()) });
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      return permanentFailure('print_render_failed', `the letter PDF could not be rendered: ${reason}`);
+      return permanentFailure('print_render_failed', `the letter PDF could not be rendered: ${errorReason(err)}`);
     }
     const boundary = `----omni-lob-${randomBytes(12).toString('hex')}`;
     const body = encodeMultipart(letterFields(request, print.to, from, pdf, config), boundary);
 
-    let res: Dispatcher.ResponseData;
-    let text: string;
-    try {
-      res = await pool.request({
-        method: 'POST',
-        path,
-        headers: {
-          authorization,
-          'content-type': `multipart/form-data; boundary=${boundary}`,
-          'content-length': String(body.length),
-          accept: 'application/json',
-          'idempotency-key': request.messageId.slice(0, 256),
-        },
-        body,
-        headersTimeout: REQUEST_TIMEOUT_MS,
-        bodyTimeout: REQUEST_TIMEOUT_MS,
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-      text = await res.body.text();
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      return retryableFailure('lob_unavailable', `Lob could not be reached: ${reason}`);
-    }
+    const headers = {
+      authorization,
+      'content-type': `multipart/form-data; boundary=${boundary}`,
+      'content-length': String(body.length),
+      accept: 'application/json',
+      'idempotency-key': request.messageId.slice(0, 256),
+    };
+    const answer = await requestText(pool, { method: 'POST', path, headers, body }, REQUEST_TIMEOUT_MS);
+    if (!answer.ok) return retryableFailure('lob_unavailable', `Lob could not be reached: ${answer.reason}`);
 
-    const status = res.statusCode;
+    const { status, text } = answer;
     if (status >= 200 && status < 300) {
-      let letter: unknown;
-      try {
-        letter = JSON.parse(text);
-      } catch {
-        letter = undefined;
-      }
+      const letter = tryParseJson(text);
       if (isRecord(letter) && typeof letter.id === 'string' && letter.id.startsWith('ltr_')) {
         return { ok: true, providerMessageId: letter.id, cost };
       }
@@ -408,7 +378,7 @@ export function createLobCarrier(
     const { code, message } = errorEnvelope(text);
     const detail = `Lob answered HTTP ${status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}`;
     if (status === 429) {
-      return retryableFailure(code ?? 'rate_limit_exceeded', detail, rateLimitWaitMs(res.headers, clock.now()));
+      return retryableFailure(code ?? 'rate_limit_exceeded', detail, rateLimitWaitMs(answer.headers, clock.now()));
     }
     if (isRetryableLobError(code, status)) return retryableFailure(code ?? 'lob_unavailable', detail);
     if (status === 401 || status === 403) return permanentFailure(code ?? 'lob_auth_failed', detail);

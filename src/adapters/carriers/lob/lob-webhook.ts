@@ -16,7 +16,7 @@ import { createHmac } from 'node:crypto';
 import { AuthenticationError, ValidationError } from '../../../domain/errors.ts';
 import type { MessageError } from '../../../domain/message-status.ts';
 import type { CarrierEvent, WebhookRequest } from '../../../ports/carrier.ts';
-import { headerValue, isRecord, safeEqual } from '../carrier-support.ts';
+import { headerValue, isRecord, parseJsonBody, safeEqual } from '../carrier-support.ts';
 
 export const LOB_SIGNATURE_HEADER = 'Lob-Signature';
 export const LOB_TIMESTAMP_HEADER = 'Lob-Signature-Timestamp';
@@ -122,12 +122,7 @@ function invalidPayload(message: string): ValidationError {
 
 /** The canonical events of one Lob webhook delivery (at most one; none for event types we do not track). */
 export function parseLobEvent(rawBody: Buffer): CarrierEvent[] {
-  let event: unknown;
-  try {
-    event = JSON.parse(rawBody.toString('utf8'));
-  } catch {
-    throw invalidPayload('body is not valid JSON');
-  }
+  const event = parseJsonBody(rawBody, invalidPayload);
   if (!isRecord(event)) throw invalidPayload('body must be an event object');
   const id = event.id;
   if (typeof id !== 'string' || id.length === 0) throw invalidPayload('event.id must be a non-empty string');

@@ -5,7 +5,7 @@
  * there. Webhooks (status reports, forwarded inbound SMS) are authenticated with MessageBird's request signing:
  * the `MessageBird-Signature-JWT` scheme by default, the legacy `MessageBird-Signature` HMAC when configured.
  */
-import { type Dispatcher, Pool } from 'undici';
+import { Pool } from 'undici';
 import { AuthenticationError } from '../../../domain/errors.ts';
 import type {
   Carrier,
@@ -19,15 +19,20 @@ import type {
 import type { Clock } from '../../../ports/clock.ts';
 import { systemClock } from '../../clock/system-clock.ts';
 import {
+  checkRateLimitConfig,
   configBaseUrl,
   headerValue,
   invalidConfig,
   isRecord,
+  optionalCostConfig,
   parseRetryAfter,
   permanentFailure,
+  rejectUnknownConfigFields,
+  requestText,
   requireConfigString,
   retryableFailure,
   sendEach,
+  tryParseJson,
 } from '../carrier-support.ts';
 import { isRetryableMessageBirdError, MESSAGEBIRD_ERROR_CODES } from './messagebird-errors.ts';
 import {
@@ -106,9 +111,7 @@ export const messageBirdConfigSchema = {
 const CONFIG_FIELDS: ReadonlySet<string> = new Set(Object.keys(messageBirdConfigSchema.properties));
 
 function parseConfig(config: Record<string, unknown>): MessageBirdConfig {
-  for (const key of Object.keys(config)) {
-    if (!CONFIG_FIELDS.has(key)) throw invalidConfig(MESSAGEBIRD_PROVIDER, key, 'is not a MessageBird setting');
-  }
+  rejectUnknownConfigFields(MESSAGEBIRD_PROVIDER, config, CONFIG_FIELDS, 'is not a MessageBird setting');
   const accessKey = requireConfigString(MESSAGEBIRD_PROVIDER, config, 'accessKey');
   if (/\s/.test(accessKey)) throw invalidConfig(MESSAGEBIRD_PROVIDER, 'accessKey', 'must not contain spaces');
   const signingKey = requireConfigString(MESSAGEBIRD_PROVIDER, config, 'signingKey');
@@ -120,14 +123,8 @@ function parseConfig(config: Record<string, unknown>): MessageBirdConfig {
   if (datacoding !== 'auto' && datacoding !== 'plain' && datacoding !== 'unicode') {
     throw invalidConfig(MESSAGEBIRD_PROVIDER, 'datacoding', "must be 'auto', 'plain' or 'unicode'");
   }
-  const rate = config.rateLimitPerSecond;
-  if (rate !== undefined && rate !== null && !(typeof rate === 'number' && Number.isInteger(rate) && rate >= 1)) {
-    throw invalidConfig(MESSAGEBIRD_PROVIDER, 'rateLimitPerSecond', 'must be a positive integer');
-  }
-  const cost = config.costPerMessage;
-  if (cost !== undefined && cost !== null && !(typeof cost === 'number' && Number.isFinite(cost) && cost >= 0)) {
-    throw invalidConfig(MESSAGEBIRD_PROVIDER, 'costPerMessage', 'must be a non-negative number');
-  }
+  checkRateLimitConfig(MESSAGEBIRD_PROVIDER, config);
+  optionalCostConfig(MESSAGEBIRD_PROVIDER, config);
   return {
     accessKey,
     signingKey,
@@ -178,24 +175,9 @@ export function createMessageBirdCarrier(
       reportUrl: ctx.webhookUrl,
       datacoding: cfg.datacoding,
     });
-    let res: Dispatcher.ResponseData;
-    let text: string;
-    try {
-      res = await pool.request({
-        method: 'POST',
-        path,
-        headers,
-        body: payload,
-        headersTimeout: REQUEST_TIMEOUT_MS,
-        bodyTimeout: REQUEST_TIMEOUT_MS,
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-      text = await res.body.text();
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      return retryableFailure('carrier_unavailable', `MessageBird unreachable: ${reason}`);
-    }
-    return mapSendAnswer(res.statusCode, res.headers['retry-after'], text, clock.now());
+    const answer = await requestText(pool, { method: 'POST', path, headers, body: payload }, REQUEST_TIMEOUT_MS);
+    if (!answer.ok) return retryableFailure('carrier_unavailable', `MessageBird unreachable: ${answer.reason}`);
+    return mapSendAnswer(answer.status, answer.headers['retry-after'], answer.text, clock.now());
   }
 
   function authenticate(request: WebhookRequest): void {
@@ -259,21 +241,16 @@ interface MessageBirdApiError {
   parameter?: string | null;
 }
 
+/** The first entry of an error answer's `errors`; undefined when there is none (the HTTP status alone decides). */
 function firstError(text: string): MessageBirdApiError | undefined {
-  try {
-    const parsed = JSON.parse(text) as unknown;
-    if (isRecord(parsed) && Array.isArray(parsed.errors) && isRecord(parsed.errors[0])) {
-      const e = parsed.errors[0];
-      return {
-        ...(typeof e.code === 'number' ? { code: e.code } : {}),
-        ...(typeof e.description === 'string' ? { description: e.description } : {}),
-        ...(typeof e.parameter === 'string' ? { parameter: e.parameter } : {}),
-      };
-    }
-  } catch {
-    // not JSON: the HTTP status alone decides
-  }
-  return undefined;
+  const parsed = tryParseJson(text);
+  if (!isRecord(parsed) || !Array.isArray(parsed.errors) || !isRecord(parsed.errors[0])) return undefined;
+  const e = parsed.errors[0];
+  return {
+    ...(typeof e.code === 'number' ? { code: e.code } : {}),
+    ...(typeof e.description === 'string' ? { description: e.description } : {}),
+    ...(typeof e.parameter === 'string' ? { parameter: e.parameter } : {}),
+  };
 }
 
 /** Maps MessageBird's answer to a create-message request onto a SendResult. */
@@ -284,12 +261,7 @@ export function mapSendAnswer(
   nowMs: number,
 ): SendResult {
   if (status >= 200 && status < 300) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
+    const parsed = tryParseJson(text);
     if (isRecord(parsed) && typeof parsed.id === 'string' && parsed.id.length > 0) {
       return { ok: true, providerMessageId: parsed.id, cost: reportedCost(parsed) };
     }

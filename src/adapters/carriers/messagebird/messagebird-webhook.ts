@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import { ValidationError } from '../../../domain/errors.ts';
 import type { CarrierEvent, WebhookRequest } from '../../../ports/carrier.ts';
-import { headerValue, isRecord } from '../carrier-support.ts';
+import { headerValue, isRecord, parseJsonBody } from '../carrier-support.ts';
 
 type ReportStatus = 'sent' | 'delivered' | 'undelivered';
 
@@ -41,12 +41,7 @@ export function webhookFields(request: WebhookRequest): Map<string, string> {
   const text = request.rawBody.toString('utf8');
   const type = (headerValue(request.headers, 'content-type') ?? '').toLowerCase();
   if (type.includes('json') || /^\s*\{/.test(text)) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      throw invalidPayload('body is not valid JSON');
-    }
+    const parsed = parseJsonBody(text, invalidPayload);
     if (!isRecord(parsed)) throw invalidPayload('JSON body must be an object');
     for (const [k, v] of Object.entries(parsed)) {
       if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') fields.set(k, String(v));

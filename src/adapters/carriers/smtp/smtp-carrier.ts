@@ -33,7 +33,15 @@ import type {
 } from '../../../ports/carrier.ts';
 import type { Clock } from '../../../ports/clock.ts';
 import { systemClock } from '../../clock/system-clock.ts';
-import { headerValue, invalidConfig, permanentFailure, safeEqual, sendEach } from '../carrier-support.ts';
+import {
+  headerValue,
+  invalidConfig,
+  optionalCostConfig,
+  permanentFailure,
+  rejectUnknownConfigFields,
+  safeEqual,
+  sendEach,
+} from '../carrier-support.ts';
 import {
   addresses,
   type DeliveryStatusNotification,
@@ -215,9 +223,7 @@ function mailboxOf(value: string): string | undefined {
 
 /** Validates a sender config (ValidationError on `config.<field>`) and fills in the defaults. */
 export function parseSmtpConfig(config: Record<string, unknown>): SmtpConfig {
-  for (const key of Object.keys(config)) {
-    if (!CONFIG_FIELDS.has(key)) throw fail(key, 'is not an SMTP sender setting');
-  }
+  rejectUnknownConfigFields(SMTP_PROVIDER, config, CONFIG_FIELDS, 'is not an SMTP sender setting');
   const host = config.host;
   const hostName = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\.?$/;
   if (
@@ -250,10 +256,7 @@ export function parseSmtpConfig(config: Record<string, unknown>): SmtpConfig {
   }
   if (/\s/.test(webhookSecret)) throw fail('webhookSecret', 'must not contain white space');
   optionalInteger(config, 'rateLimitPerSecond', 1, Number.MAX_SAFE_INTEGER);
-  const cost = config.costPerMessage;
-  if (cost !== undefined && cost !== null && (typeof cost !== 'number' || !Number.isFinite(cost) || cost < 0)) {
-    throw fail('costPerMessage', 'must be a number ≥ 0');
-  }
+  const cost = optionalCostConfig(SMTP_PROVIDER, config);
   return {
     host: host.replace(/^\[(.*)\]$/, '$1'),
     port,
@@ -271,7 +274,7 @@ export function parseSmtpConfig(config: Record<string, unknown>): SmtpConfig {
     socketTimeoutMs: optionalInteger(config, 'socketTimeoutMs', 100, 600_000) ?? DEFAULTS.socketTimeoutMs,
     sendTimeoutMs: optionalInteger(config, 'sendTimeoutMs', 100, 600_000) ?? DEFAULTS.sendTimeoutMs,
     maxConnections: optionalInteger(config, 'maxConnections', 1, 50) ?? DEFAULTS.maxConnections,
-    costPerMessage: typeof cost === 'number' ? cost : null,
+    costPerMessage: cost ?? null,
   };
 }
 

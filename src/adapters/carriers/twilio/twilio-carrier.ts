@@ -10,7 +10,7 @@
  * which is verified against ctx.webhookUrl. The StatusCallback of each message is ctx.webhookUrl with our message
  * id added as the `omniRef` query parameter, so every callback names the message it is about.
  */
-import { type Dispatcher, Pool } from 'undici';
+import { Pool } from 'undici';
 import type { Channel } from '../../../domain/channels.ts';
 import { AuthenticationError, ValidationError } from '../../../domain/errors.ts';
 import type { MessageError } from '../../../domain/message-status.ts';
@@ -27,14 +27,20 @@ import type {
 import type { Clock } from '../../../ports/clock.ts';
 import { systemClock } from '../../clock/system-clock.ts';
 import {
+  checkRateLimitConfig,
   configBaseUrl,
   headerValue,
   invalidConfig,
   isRecord,
+  optionalCostConfig,
+  parseJsonBody,
   parseRetryAfter,
+  rejectUnknownConfigFields,
+  requestText,
   requireConfigString,
   retryableFailure,
   sendEach,
+  tryParseJson,
 } from '../carrier-support.ts';
 import { twilioMessageError } from './twilio-errors.ts';
 import { TWILIO_SIGNATURE_HEADER, verifyTwilioBodySignature, verifyTwilioSignature } from './twilio-signature.ts';
@@ -151,9 +157,7 @@ function optionalString(config: Record<string, unknown>, field: string, pattern?
 
 /** Validates a sender's config; throws a ValidationError naming `config.<field>`. */
 export function parseTwilioConfig(config: Record<string, unknown>): TwilioConfig {
-  for (const key of Object.keys(config)) {
-    if (!CONFIG_FIELDS.has(key)) throw invalidConfig(TWILIO_PROVIDER, key, 'is not a Twilio sender setting');
-  }
+  rejectUnknownConfigFields(TWILIO_PROVIDER, config, CONFIG_FIELDS, 'is not a Twilio sender setting');
   const accountSid = requireConfigString(TWILIO_PROVIDER, config, 'accountSid');
   if (!ACCOUNT_SID.test(accountSid)) {
     throw invalidConfig(TWILIO_PROVIDER, 'accountSid', 'must be an Account SID (AC followed by 32 hex digits)');
@@ -173,14 +177,8 @@ export function parseTwilioConfig(config: Record<string, unknown>): TwilioConfig
   const baseUrl = configBaseUrl(TWILIO_PROVIDER, config, 'baseUrl', TWILIO_API_BASE_URL);
   const ttsVoice = optionalString(config, 'ttsVoice');
   const ttsLanguage = optionalString(config, 'ttsLanguage');
-  const rate = config.rateLimitPerSecond;
-  if (rate !== undefined && rate !== null && (typeof rate !== 'number' || !Number.isInteger(rate) || rate < 1)) {
-    throw invalidConfig(TWILIO_PROVIDER, 'rateLimitPerSecond', 'must be a positive integer');
-  }
-  const cost = config.costPerMessage;
-  if (cost !== undefined && cost !== null && (typeof cost !== 'number' || !Number.isFinite(cost) || cost < 0)) {
-    throw invalidConfig(TWILIO_PROVIDER, 'costPerMessage', 'must be a number ≥ 0');
-  }
+  checkRateLimitConfig(TWILIO_PROVIDER, config);
+  const cost = optionalCostConfig(TWILIO_PROVIDER, config);
   return {
     accountSid,
     authToken,
@@ -189,7 +187,7 @@ export function parseTwilioConfig(config: Record<string, unknown>): TwilioConfig
     baseUrl,
     ttsVoice,
     ttsLanguage,
-    costPerMessage: typeof cost === 'number' ? cost : null,
+    costPerMessage: cost ?? null,
   };
 }
 
@@ -317,24 +315,13 @@ export function createTwilioCarrier(
     }
     if ('failure' in built) return built.failure;
 
-    let res: Dispatcher.ResponseData;
-    let text: string;
-    try {
-      res = await pool.request({
-        method: 'POST',
-        path: built.path,
-        headers,
-        body: built.form.toString(),
-        headersTimeout: REQUEST_TIMEOUT_MS,
-        bodyTimeout: REQUEST_TIMEOUT_MS,
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-      text = await res.body.text();
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      return retryableFailure('carrier_unavailable', `Twilio could not be reached: ${reason}`);
-    }
-    return mapAnswer(res.statusCode, res.headers['retry-after'], text, built.resource);
+    const answer = await requestText(
+      pool,
+      { method: 'POST', path: built.path, headers, body: built.form.toString() },
+      REQUEST_TIMEOUT_MS,
+    );
+    if (!answer.ok) return retryableFailure('carrier_unavailable', `Twilio could not be reached: ${answer.reason}`);
+    return mapAnswer(answer.status, answer.headers['retry-after'], answer.text, built.resource);
   }
 
   function mapAnswer(
@@ -344,12 +331,7 @@ export function createTwilioCarrier(
     resource: 'message' | 'call',
   ): SendResult {
     if (status >= 200 && status < 300) {
-      let body: unknown;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        body = undefined;
-      }
+      const body = tryParseJson(text);
       if (!isRecord(body) || typeof body.sid !== 'string' || body.sid.length === 0) {
         return retryableFailure('carrier_invalid_response', `Twilio answered HTTP ${status} without a ${resource} sid`);
       }
@@ -480,18 +462,12 @@ export function sayTwiml(
 }
 
 function parseTwilioProblem(text: string): { code: number | null; message: string | undefined } {
-  try {
-    const parsed = JSON.parse(text) as unknown;
-    if (isRecord(parsed)) {
-      const code =
-        typeof parsed.code === 'number' ? parsed.code : typeof parsed.code === 'string' ? Number(parsed.code) : NaN;
-      const message = typeof parsed.message === 'string' ? parsed.message : undefined;
-      return { code: Number.isInteger(code) ? code : null, message };
-    }
-  } catch {
-    // not JSON: no detail
-  }
-  return { code: null, message: undefined };
+  const parsed = tryParseJson(text);
+  if (!isRecord(parsed)) return { code: null, message: undefined };
+  const code =
+    typeof parsed.code === 'number' ? parsed.code : typeof parsed.code === 'string' ? Number(parsed.code) : NaN;
+  const message = typeof parsed.message === 'string' ? parsed.message : undefined;
+  return { code: Number.isInteger(code) ? code : null, message };
 }
 
 function badSignature(): AuthenticationError {
@@ -520,12 +496,7 @@ function firstValues(params: Record<string, string[]>): Record<string, string> {
 
 /** A JSON-bodied webhook: a flat object of the same parameters (scalars), as Twilio's JSON webhooks send them. */
 function jsonFields(rawBody: Buffer): Record<string, string> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(rawBody.toString('utf8'));
-  } catch {
-    throw invalidPayload('body is not valid JSON');
-  }
+  const parsed = parseJsonBody(rawBody, invalidPayload);
   if (!isRecord(parsed)) throw invalidPayload('JSON body must be an object');
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(parsed)) {
@@ -572,6 +543,12 @@ function mapFields(f: Record<string, string>, reference: string | null, now: num
   return mapMessageStatus(f, status, reference, now);
 }
 
+/** The error of a failed or undelivered message or call: Twilio's `ErrorCode` when it gives one, else `fallback`. */
+function reportedError(f: Record<string, string>, fallback: MessageError): MessageError {
+  const code = nonEmpty(f.ErrorCode);
+  return code !== undefined ? twilioMessageError(code, nonEmpty(f.ErrorMessage)).error : fallback;
+}
+
 function mapMessageStatus(
   f: Record<string, string>,
   rawStatus: string,
@@ -582,14 +559,14 @@ function mapMessageStatus(
   if (status === undefined) return [];
   const sid = nonEmpty(f.MessageSid) ?? nonEmpty(f.SmsSid);
   if (sid === undefined) throw invalidPayload('status callback without MessageSid');
-  let error: MessageError | undefined;
-  if (status === 'failed' || status === 'undelivered') {
-    const code = nonEmpty(f.ErrorCode);
-    error =
-      code !== undefined
-        ? twilioMessageError(code, nonEmpty(f.ErrorMessage)).error
-        : { code: `message_${status}`, class: 'PermanentError', message: `Twilio reported the message ${status}` };
-  }
+  const error =
+    status === 'failed' || status === 'undelivered'
+      ? reportedError(f, {
+          code: `message_${status}`,
+          class: 'PermanentError',
+          message: `Twilio reported the message ${status}`,
+        })
+      : undefined;
   const whatsapp = f.ChannelPrefix === 'whatsapp' || (f.To ?? '').startsWith(WHATSAPP);
   return [
     {
@@ -618,18 +595,14 @@ function mapCallStatus(f: Record<string, string>, reference: string | null, now:
   const status = CALL_STATUSES[rawStatus];
   if (status === undefined) return [];
   const sid = f.CallSid as string;
-  let error: MessageError | undefined;
-  if (status === 'failed' || status === 'undelivered') {
-    const code = nonEmpty(f.ErrorCode);
-    error =
-      code !== undefined
-        ? twilioMessageError(code, nonEmpty(f.ErrorMessage)).error
-        : {
-            code: `call_${rawStatus.replace(/-/g, '_')}`,
-            class: 'PermanentError',
-            message: `the call ended ${rawStatus}`,
-          };
-  }
+  const error =
+    status === 'failed' || status === 'undelivered'
+      ? reportedError(f, {
+          code: `call_${rawStatus.replace(/-/g, '_')}`,
+          class: 'PermanentError',
+          message: `the call ended ${rawStatus}`,
+        })
+      : undefined;
   const at = f.Timestamp !== undefined ? Date.parse(f.Timestamp) : Number.NaN;
   return [
     {

@@ -31,12 +31,18 @@ import type {
 import type { Clock } from '../../../ports/clock.ts';
 import { systemClock } from '../../clock/system-clock.ts';
 import {
+  checkRateLimitConfig,
+  errorReason,
+  headerValue,
   invalidConfig,
   isRecord,
+  optionalCostConfig,
   parseRetryAfter,
   permanentFailure,
+  requestText,
   retryableFailure,
   sendEach,
+  tryParseJson,
 } from '../carrier-support.ts';
 
 export const WEBPUSH_PROVIDER = 'webpush';
@@ -249,14 +255,8 @@ function parseConfig(config: Record<string, unknown>): WebPushConfig {
   }
   const insecure = config.allowInsecureEndpoints ?? false;
   if (typeof insecure !== 'boolean') throw invalidConfig(p, 'allowInsecureEndpoints', 'must be a boolean');
-  const rate = config.rateLimitPerSecond;
-  if (rate !== undefined && rate !== null && (typeof rate !== 'number' || !Number.isInteger(rate) || rate < 1)) {
-    throw invalidConfig(p, 'rateLimitPerSecond', 'must be a positive integer');
-  }
-  const cost = config.costPerMessage ?? null;
-  if (cost !== null && (typeof cost !== 'number' || !Number.isFinite(cost) || cost < 0)) {
-    throw invalidConfig(p, 'costPerMessage', 'must be a non-negative number');
-  }
+  checkRateLimitConfig(p, config);
+  const cost = optionalCostConfig(p, config) ?? null;
   return {
     vapidPublicKey,
     vapidPrivateKey,
@@ -296,20 +296,29 @@ export function pushMessageIdFromLocation(location: string | undefined, endpoint
 function describeErrorBody(text: string): string {
   const trimmed = text.trim();
   if (trimmed.length === 0) return '';
-  try {
-    const parsed = JSON.parse(trimmed) as unknown;
-    if (isRecord(parsed)) {
-      // Apple answers {"reason": "..."}; Mozilla autopush and FCM {"message"/"error": "..."}.
-      for (const key of ['reason', 'message', 'error']) {
-        const v = parsed[key];
-        if (typeof v === 'string' && v.length > 0) return v.slice(0, 300);
-        if (isRecord(v) && typeof v.message === 'string') return v.message.slice(0, 300);
-      }
+  const parsed = tryParseJson(trimmed);
+  if (isRecord(parsed)) {
+    // Apple answers {"reason": "..."}; Mozilla autopush and FCM {"message"/"error": "..."}.
+    for (const key of ['reason', 'message', 'error']) {
+      const v = parsed[key];
+      if (typeof v === 'string' && v.length > 0) return v.slice(0, 300);
+      if (isRecord(v) && typeof v.message === 'string') return v.message.slice(0, 300);
     }
-  } catch {
-    // plain text
   }
+  // Plain text (or JSON without a message).
   return trimmed.replace(/\s+/g, ' ').slice(0, 300);
+}
+
+/**
+ * The body of a push service's answer: none of a success (nothing in it is used; it is discarded), the first
+ * MAX_ERROR_BODY_BYTES of an error, for its message. Never throws: a body that cannot be read is empty.
+ */
+async function readPushAnswer(res: Dispatcher.ResponseData): Promise<string> {
+  if (res.statusCode >= 200 && res.statusCode < 300) {
+    await res.body.dump().catch(() => undefined);
+    return '';
+  }
+  return readLimited(res.body).catch(() => '');
 }
 
 async function readLimited(body: Dispatcher.ResponseData['body']): Promise<string> {
@@ -433,7 +442,7 @@ export function createWebPushCarrier(
     try {
       authorization = vapidAuthorization(url.origin);
     } catch (err) {
-      return permanentFailure('push_vapid_invalid', `cannot sign the VAPID token: ${errorText(err)}`);
+      return permanentFailure('push_vapid_invalid', `cannot sign the VAPID token: ${errorReason(err)}`);
     }
     let details: ReturnType<typeof webpush.generateRequestDetails>;
     try {
@@ -450,7 +459,7 @@ export function createWebPushCarrier(
         },
       );
     } catch (err) {
-      return invalidRequest('push_subscription_invalid', `cannot encrypt for this subscription: ${errorText(err)}`);
+      return invalidRequest('push_subscription_invalid', `cannot encrypt for this subscription: ${errorReason(err)}`);
     }
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(details.headers)) {
@@ -464,41 +473,27 @@ export function createWebPushCarrier(
     const prepared = prepare(r);
     if ('ok' in prepared) return prepared;
     const { url, headers, body } = prepared;
-    const timeout = config.requestTimeoutMs;
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await poolFor(url.origin).request({
-        method: 'POST',
-        path: `${url.pathname}${url.search}`,
-        headers,
-        body,
-        headersTimeout: timeout,
-        bodyTimeout: timeout,
-        signal: AbortSignal.timeout(timeout),
-      });
-    } catch (err) {
-      return retryableFailure('push_service_unreachable', `push service ${url.origin} unreachable: ${errorText(err)}`);
+    const answer = await requestText(
+      poolFor(url.origin),
+      { method: 'POST', path: `${url.pathname}${url.search}`, headers, body },
+      config.requestTimeoutMs,
+      readPushAnswer,
+    );
+    if (!answer.ok) {
+      return retryableFailure('push_service_unreachable', `push service ${url.origin} unreachable: ${answer.reason}`);
     }
-    const status = res.statusCode;
+    const status = answer.status;
     if (status >= 200 && status < 300) {
-      await res.body.dump().catch(() => undefined);
-      const location = res.headers.location;
-      const id = pushMessageIdFromLocation(Array.isArray(location) ? location[0] : location, url);
+      const id = pushMessageIdFromLocation(headerValue(answer.headers, 'location'), url);
       return {
         ok: true,
         providerMessageId: id ?? `wp_${randomBytes(12).toString('base64url')}`,
         cost: config.costPerMessage,
       };
     }
-    let text = '';
-    try {
-      text = await readLimited(res.body);
-    } catch {
-      text = '';
-    }
     if (status === 401 || status === 403) vapidTokens.delete(url.origin);
-    const retryAfterMs = parseRetryAfter(res.headers['retry-after'], clock.now());
-    return pushFailure(status, retryAfterMs, describeErrorBody(text));
+    const retryAfterMs = parseRetryAfter(answer.headers['retry-after'], clock.now());
+    return pushFailure(status, retryAfterMs, describeErrorBody(answer.text));
   }
 
   return {
@@ -511,7 +506,7 @@ export function createWebPushCarrier(
       } catch (err) {
         // sendEach never throws; this only guards against the unexpected (send must never throw).
         return requests.map(() =>
-          retryableFailure('push_service_unreachable', `web push send failed: ${errorText(err)}`),
+          retryableFailure('push_service_unreachable', `web push send failed: ${errorReason(err)}`),
         );
       }
     },
@@ -535,10 +530,6 @@ export function createWebPushCarrier(
       await Promise.all(all.map((p) => p.close().catch(() => undefined)));
     },
   };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 export const webPushProvider: ProviderDefinition = {

@@ -13,7 +13,7 @@
  * GET subscription handshake (`hub.mode=subscribe`, `hub.verify_token`, `hub.challenge`) is `verifyHandshake`.
  */
 import { createHmac } from 'node:crypto';
-import { type Dispatcher, Pool } from 'undici';
+import { Pool } from 'undici';
 import { AuthenticationError, ForbiddenError, ValidationError } from '../../../domain/errors.ts';
 import type { MessageError } from '../../../domain/message-status.ts';
 import type {
@@ -29,16 +29,21 @@ import type {
 import type { Clock } from '../../../ports/clock.ts';
 import { systemClock } from '../../clock/system-clock.ts';
 import {
+  checkRateLimitConfig,
   configBaseUrl,
   headerValue,
   invalidConfig,
   isRecord,
+  optionalCostConfig,
+  parseJsonBody,
   parseRetryAfter,
   permanentFailure,
+  requestText,
   requireConfigString,
   retryableFailure,
   safeEqual,
   sendEach,
+  tryParseJson,
 } from '../carrier-support.ts';
 import { classifyWhatsAppError, type WhatsAppErrorInfo, whatsAppErrorInfo } from './whatsapp-errors.ts';
 import { buildMessageBody } from './whatsapp-payloads.ts';
@@ -147,14 +152,8 @@ export function parseWhatsAppConfig(config: Record<string, unknown>): WhatsAppCo
     throw invalidConfig(p, 'apiVersion', 'must be a Graph API version such as v23.0');
   }
   const baseUrl = configBaseUrl(p, config, 'baseUrl', WHATSAPP_DEFAULT_BASE_URL);
-  const rate = config.rateLimitPerSecond;
-  if (rate !== undefined && (typeof rate !== 'number' || !Number.isInteger(rate) || rate < 1)) {
-    throw invalidConfig(p, 'rateLimitPerSecond', 'must be a positive integer');
-  }
-  const cost = config.costPerMessage;
-  if (cost !== undefined && (typeof cost !== 'number' || !Number.isFinite(cost) || cost < 0)) {
-    throw invalidConfig(p, 'costPerMessage', 'must be a non-negative number');
-  }
+  checkRateLimitConfig(p, config);
+  const cost = optionalCostConfig(p, config);
   return {
     phoneNumberId,
     accessToken,
@@ -198,31 +197,22 @@ export function createWhatsAppCarrier(
   async function sendOne(request: SendRequest): Promise<SendResult> {
     const built = buildMessageBody(request);
     if (!built.ok) return permanentFailure(built.code, built.message);
-    let res: Dispatcher.ResponseData;
-    let text: string;
-    try {
-      res = await pool.request({
-        method: 'POST',
-        path,
-        headers,
-        body: JSON.stringify(built.body),
-        headersTimeout: REQUEST_TIMEOUT_MS,
-        bodyTimeout: REQUEST_TIMEOUT_MS,
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-      text = await res.body.text();
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      return retryableFailure('carrier_unavailable', `WhatsApp Cloud API unreachable: ${reason}`);
+    const answer = await requestText(
+      pool,
+      { method: 'POST', path, headers, body: JSON.stringify(built.body) },
+      REQUEST_TIMEOUT_MS,
+    );
+    if (!answer.ok) {
+      return retryableFailure('carrier_unavailable', `WhatsApp Cloud API unreachable: ${answer.reason}`);
     }
-    if (res.statusCode >= 200 && res.statusCode < 300) {
-      const id = messageIdOf(text);
+    if (answer.status >= 200 && answer.status < 300) {
+      const id = messageIdOf(answer.text);
       if (id === undefined) {
         return retryableFailure('carrier_invalid_response', 'WhatsApp Cloud API answered without a message id');
       }
       return { ok: true, providerMessageId: id, cost };
     }
-    return graphFailure(res.statusCode, text, res.headers['retry-after'], clock.now());
+    return graphFailure(answer.status, answer.text, answer.headers['retry-after'], clock.now());
   }
 
   return {
@@ -241,13 +231,7 @@ export function createWhatsAppCarrier(
       if (!verifyWhatsAppSignature(config.appSecret, request.rawBody, signature)) {
         throw new AuthenticationError('webhook_signature_invalid', 'WhatsApp webhook signature does not match');
       }
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(request.rawBody.toString('utf8'));
-      } catch {
-        throw invalidPayload('body is not valid JSON');
-      }
-      return parseNotification(parsed, config);
+      return parseNotification(parseJsonBody(request.rawBody, invalidPayload), config);
     },
 
     verifyHandshake(request: WebhookRequest): WebhookAnswer {
@@ -282,14 +266,10 @@ export const whatsAppProvider: ProviderDefinition = {
 // Send answers
 
 function messageIdOf(text: string): string | undefined {
-  try {
-    const parsed = JSON.parse(text) as unknown;
-    if (!isRecord(parsed) || !Array.isArray(parsed.messages)) return undefined;
-    const first = parsed.messages[0];
-    return isRecord(first) && typeof first.id === 'string' && first.id.length > 0 ? first.id : undefined;
-  } catch {
-    return undefined;
-  }
+  const parsed = tryParseJson(text);
+  if (!isRecord(parsed) || !Array.isArray(parsed.messages)) return undefined;
+  const first = parsed.messages[0];
+  return isRecord(first) && typeof first.id === 'string' && first.id.length > 0 ? first.id : undefined;
 }
 
 interface GraphError {
@@ -299,20 +279,15 @@ interface GraphError {
 }
 
 function graphErrorOf(text: string): GraphError | undefined {
-  try {
-    const parsed = JSON.parse(text) as unknown;
-    if (!isRecord(parsed) || !isRecord(parsed.error)) return undefined;
-    const e = parsed.error;
-    const details =
-      isRecord(e.error_data) && typeof e.error_data.details === 'string' ? e.error_data.details : undefined;
-    return {
-      code: typeof e.code === 'number' && Number.isInteger(e.code) ? e.code : undefined,
-      message: typeof e.message === 'string' ? e.message : undefined,
-      details,
-    };
-  } catch {
-    return undefined;
-  }
+  const parsed = tryParseJson(text);
+  if (!isRecord(parsed) || !isRecord(parsed.error)) return undefined;
+  const e = parsed.error;
+  const details = isRecord(e.error_data) && typeof e.error_data.details === 'string' ? e.error_data.details : undefined;
+  return {
+    code: typeof e.code === 'number' && Number.isInteger(e.code) ? e.code : undefined,
+    message: typeof e.message === 'string' ? e.message : undefined,
+    details,
+  };
 }
 
 function graphFailure(
