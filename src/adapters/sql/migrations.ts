@@ -7,17 +7,7 @@
  * identity column; a cost is `double precision` (SQLite's `real` is already 8 bytes); and history rows get a
  * `seq` identity column on PostgreSQL (SQLite orders them by rowid). The SQLite schema is unchanged by this.
  */
-import {
-  type ColumnDataType,
-  type Expression,
-  type Kysely,
-  type Migration,
-  type MigrationProvider,
-  Migrator,
-  PostgresAdapter,
-  SqliteAdapter,
-  sql,
-} from 'kysely';
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
 import { dialectOf, typesFor } from './dialect.ts';
 import { contactMigrations } from './migrations-contacts.ts';
 import { journeyMigrations } from './migrations-journeys.ts';
