@@ -32,6 +32,7 @@ const ALL_EVENTS: readonly StatusEvent[] = [
   { kind: 'retry', error: TIMEOUT },
   { kind: 'cancel' },
   { kind: 'suppress', reason: 'unsubscribed' },
+  { kind: 'defer', until: 1, reason: 'quiet_hours' },
 ];
 
 describe('ranks and classes', () => {
@@ -138,7 +139,7 @@ describe('pipeline commands', () => {
     }
   });
 
-  it("'cancel' and 'suppress' apply only from queued or scheduled", () => {
+  it("'cancel' applies only from queued or scheduled; 'suppress' also while the worker holds it (sending)", () => {
     for (const s of STATUSES) {
       const before = s === 'queued' || s === 'scheduled';
       expect(applyStatusEvent(s, { kind: 'cancel' })).toEqual({
@@ -146,10 +147,22 @@ describe('pipeline commands', () => {
         applied: before,
         recorded: 'canceled',
       });
+      const suppressible = before || s === 'sending';
       expect(applyStatusEvent(s, { kind: 'suppress', reason: 'unsubscribed' })).toEqual({
-        status: before ? 'suppressed' : s,
-        applied: before,
+        status: suppressible ? 'suppressed' : s,
+        applied: suppressible,
         recorded: 'suppressed',
+      });
+    }
+  });
+
+  it("'defer' returns a queued or claimed message to scheduled", () => {
+    for (const s of STATUSES) {
+      const applies = s === 'queued' || s === 'sending';
+      expect(applyStatusEvent(s, { kind: 'defer', until: 5, reason: 'quiet_hours' })).toEqual({
+        status: applies ? 'scheduled' : s,
+        applied: applies,
+        recorded: 'scheduled',
       });
     }
   });
@@ -181,7 +194,9 @@ describe('invariants over every status and event', () => {
     const said = (e: StatusEvent): MessageStatus =>
       e.kind === 'report'
         ? e.status
-        : ({ fail: 'failed', retry: 'queued', cancel: 'canceled', suppress: 'suppressed' } as const)[e.kind];
+        : (
+            { fail: 'failed', retry: 'queued', cancel: 'canceled', suppress: 'suppressed', defer: 'scheduled' } as const
+          )[e.kind];
     for (const [s, e] of cases) expect(applyStatusEvent(s, e).recorded).toBe(said(e));
   });
 
@@ -191,6 +206,10 @@ describe('invariants over every status and event', () => {
         const t = applyStatusEvent(s, e);
         if (e.kind === 'retry' && s === 'sending') {
           expect(t.status).toBe('queued');
+          continue;
+        }
+        if (e.kind === 'defer' && (s === 'sending' || s === 'queued')) {
+          expect(t.status).toBe('scheduled');
           continue;
         }
         expect(rankOf(t.status), `${s} + ${e.kind}`).toBeGreaterThanOrEqual(rankOf(s));
@@ -243,7 +262,7 @@ describe('properties', () => {
     );
   });
 
-  it('any mix of events never leaves a terminal status, and only retry steps down', () => {
+  it('any mix of events never leaves a terminal status, and only retry and defer step down', () => {
     const eventArb = fc.constantFrom(...ALL_EVENTS);
     fc.assert(
       fc.property(fc.constantFrom(...OUTBOUND), fc.array(eventArb, { maxLength: 40 }), (start, events) => {
@@ -252,8 +271,9 @@ describe('properties', () => {
           const t = applyStatusEvent(status, e);
           if (isTerminal(status)) expect(t.status).toBe(status);
           if (rankOf(t.status) < rankOf(status)) {
-            expect(e.kind).toBe('retry');
-            expect([status, t.status]).toEqual(['sending', 'queued']);
+            expect(['retry', 'defer']).toContain(e.kind);
+            if (e.kind === 'retry') expect([status, t.status]).toEqual(['sending', 'queued']);
+            else expect(t.status).toBe('scheduled');
           }
           status = t.status;
         }

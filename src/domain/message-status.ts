@@ -4,8 +4,9 @@
  * Statuses carry ranks. Carrier reports (sent, delivered, read, undelivered, failed) only ever move a
  * message up in rank: a late or repeated report is kept in the history with `applied: false` and changes
  * nothing. Pipeline commands (claim, retry, cancel, suppress) have explicit source states instead.
- * The one sanctioned step down is `retry`: a send attempt that failed with a retryable error returns the
- * message from `sending` to `queued`, because it was never handed to a carrier.
+ * The sanctioned steps down are `retry`, a send attempt that failed with a retryable error, which returns the
+ * message from `sending` to `queued`, and `defer` (quiet hours, a frequency cap), which returns it to `scheduled`:
+ * in both cases it was never handed to a carrier.
  */
 
 export const STATUSES = [
@@ -82,7 +83,9 @@ export type StatusEvent =
   | { kind: 'fail'; error: MessageError; detail?: Record<string, unknown> }
   | { kind: 'retry'; error: MessageError; detail?: Record<string, unknown> }
   | { kind: 'cancel'; detail?: Record<string, unknown> }
-  | { kind: 'suppress'; reason: string; detail?: Record<string, unknown> };
+  | { kind: 'suppress'; reason: string; detail?: Record<string, unknown> }
+  /** Compliance holds a message back until `until` (quiet hours, a frequency cap): it becomes scheduled again. */
+  | { kind: 'defer'; until: number; reason: string; detail?: Record<string, unknown> };
 
 export interface Transition {
   /** The status after the event (equal to the current one when not applied). */
@@ -127,8 +130,13 @@ export function applyStatusEvent(current: MessageStatus, event: StatusEvent): Tr
       return { status: applied ? 'canceled' : current, applied, recorded: 'canceled' };
     }
     case 'suppress': {
-      const applied = CANCELABLE_STATUSES.includes(current);
+      // Also from `sending`: the worker checks consent after claiming, before anything reaches a carrier.
+      const applied = CANCELABLE_STATUSES.includes(current) || current === 'sending';
       return { status: applied ? 'suppressed' : current, applied, recorded: 'suppressed' };
+    }
+    case 'defer': {
+      const applied = current === 'sending' || current === 'queued';
+      return { status: applied ? 'scheduled' : current, applied, recorded: 'scheduled' };
     }
   }
 }

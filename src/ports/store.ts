@@ -8,6 +8,7 @@ import type { CarrierEvent, ChannelOptions, SenderRecord } from './carrier.ts';
 import type { NewJob } from './queue.ts';
 
 export type Direction = 'outbound' | 'inbound';
+export type MessagePurpose = 'transactional' | 'marketing';
 
 export interface MessageRecord {
   id: string;
@@ -30,6 +31,8 @@ export interface MessageRecord {
   error: MessageError | null;
   cost: number | null;
   options: ChannelOptions | null;
+  contactId: string | null;
+  purpose: MessagePurpose | null;
   /** SMS segmentation recorded when sent. */
   segments: number | null;
   encoding: string | null;
@@ -59,6 +62,10 @@ export interface NewMessage {
   createdAt: number;
   /** Channel-specific extras (media, WhatsApp template, push keys, postal address). */
   options?: ChannelOptions | null;
+  /** The contact it is addressed to, when known. */
+  contactId?: string | null;
+  /** Transactional (default) or marketing: consent, quiet hours and frequency caps depend on it. */
+  purpose?: MessagePurpose | null;
   /** Set when the request carried an Idempotency-Key. */
   idempotency?: { key: string; requestHash: string; response: string };
 }
@@ -90,7 +97,11 @@ export type SendOutcome =
       at: number;
     }
   | { messageId: string; kind: 'retry'; error: MessageError; at: number; retryAt: number }
-  | { messageId: string; kind: 'fail'; error: MessageError; at: number; senderId?: string; provider?: string };
+  | { messageId: string; kind: 'fail'; error: MessageError; at: number; senderId?: string; provider?: string }
+  /** Compliance holds it back: scheduled again for `until`, and the attempt the claim counted is given back. */
+  | { messageId: string; kind: 'defer'; at: number; until: number; reason: string }
+  /** Compliance refuses it (opted out): `suppressed`, never handed to a carrier. */
+  | { messageId: string; kind: 'suppress'; at: number; reason: string; code: string };
 
 /** A sender as stored: its plain config apart from its secrets, which are sealed (encrypted) by the service. */
 export interface StoredSender extends SenderRecord {

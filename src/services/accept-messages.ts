@@ -5,14 +5,14 @@
  * with another body a 409.
  */
 import { createHash } from 'node:crypto';
-import type { Channel } from '../domain/channels.ts';
+import { type Channel, validateRecipient } from '../domain/channels.ts';
 import { ConflictError, DomainError, NotFoundError, ValidationError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
 import type { ChannelOptions } from '../ports/carrier.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { PipelineMetrics } from '../ports/metrics.ts';
 import { type NewJob, PRIORITY_VALUE } from '../ports/queue.ts';
-import type { MessageStore, NewMessage } from '../ports/store.ts';
+import type { MessagePurpose, MessageStore, NewMessage } from '../ports/store.ts';
 import { GroupCommitter } from './group-commit.ts';
 import { checkMessageInput, type MessageInput, MessageInputSchema } from './message-input.ts';
 import type { Templates } from './templates.ts';
@@ -42,6 +42,11 @@ export function sendJob(m: Pick<NewMessage, 'id' | 'orgId' | 'priority' | 'sendA
   };
 }
 
+/** Finds a contact's address for a channel; throws a ValidationError naming `field` when there is none. */
+export interface RecipientResolver {
+  resolve(orgId: string, contactId: string, channel: Channel, to: string | null, field: string): Promise<string>;
+}
+
 export class AcceptMessages {
   private readonly group: GroupCommitter<NewMessage, boolean>;
   private readonly inflightKeys = new Map<string, Promise<unknown>>();
@@ -51,6 +56,8 @@ export class AcceptMessages {
     private readonly templates: Templates,
     private readonly clock: Clock,
     private readonly metrics: PipelineMetrics,
+    /** Resolves `contactId` to the contact's address on the channel (when contacts are enabled). */
+    private readonly recipients?: RecipientResolver,
   ) {
     this.group = new GroupCommitter<NewMessage, boolean>(async (ms) => {
       const outcomes = await this.store.acceptMessages(ms, ms.map(sendJob));
@@ -139,8 +146,17 @@ export class AcceptMessages {
 
   private async build(orgId: string, input: MessageInput, prefix = ''): Promise<NewMessage> {
     const now = this.clock.now();
-    const { to, sendAt } = checkMessageInput(input, now, prefix);
+    const checked = checkMessageInput(input, now, prefix);
+    const { sendAt } = checked;
     const channel = input.channel as Channel;
+    let to = checked.to;
+    if (input.contactId !== undefined) {
+      const field = prefix ? `${prefix}.contactId` : 'contactId';
+      if (!this.recipients) throw new ValidationError('contacts_unavailable', 'contacts are not enabled', { field });
+      const resolved = await this.recipients.resolve(orgId, input.contactId, channel, to, field);
+      to = validateRecipient(channel, resolved, prefix ? `${prefix}.to` : 'to');
+    }
+    if (to === null) throw new ValidationError('missing_field', "give 'to' or 'contactId'", { field: 'to' });
     let body = input.body ?? null;
     let subject = input.subject ?? null;
     let templateId: string | null = null;
@@ -174,6 +190,8 @@ export class AcceptMessages {
       templateId,
       metadata: (input.metadata as Record<string, unknown> | undefined) ?? null,
       options: (input.options as ChannelOptions | undefined) ?? null,
+      contactId: input.contactId ?? null,
+      purpose: (input.purpose as MessagePurpose | undefined) ?? null,
       sendAt,
       priority: PRIORITY_VALUE[input.priority ?? 'normal'],
       createdAt: now,

@@ -16,6 +16,7 @@ import type { RateLimiter } from '../ports/rate-limiter.ts';
 import type { MessageRecord, MessageStore, SendOutcome, StoredSender } from '../ports/store.ts';
 import { SEND_QUEUE } from './accept-messages.ts';
 import type { CarrierRegistry } from './carrier-registry.ts';
+import { ALLOW_ALL, type SendPolicy } from './send-policy.ts';
 import type { SenderRouting } from './sender-routing.ts';
 
 export interface DispatchOptions {
@@ -25,6 +26,8 @@ export interface DispatchOptions {
   random?: () => number;
   /** Enforces each sender's `config.rateLimitPerSecond` (shared by every worker when the limiter is). */
   limiter?: RateLimiter;
+  /** Consent, quiet hours and frequency caps (default: everything allowed). */
+  policy?: SendPolicy;
 }
 
 /** Extra wait after a full window, so that windows as the carrier measures them are never overfilled. */
@@ -71,12 +74,26 @@ export class DispatchMessages {
       now + Math.max(1, this.opts.leaseMs - 1000),
     );
     const byId = new Map(claimed.map((m) => [m.id, m]));
-    const batch: Batch = { done: [], outcomes: [], retries: [], deadLetters: [], affinity: [] };
+    const batch: Batch = { done: [], outcomes: [], retries: [], deadLetters: [], affinity: [], sentMessages: [] };
     const work: Work[] = [];
+    const policy = this.opts.policy ?? ALLOW_ALL;
+    const decisions = await policy.decide(claimed, now);
     for (const job of jobs) {
       const message = byId.get(job.payload);
-      if (message) work.push({ job, message, choice: false });
-      else await this.releaseUnclaimed(job, batch.done);
+      if (!message) {
+        await this.releaseUnclaimed(job, batch.done);
+        continue;
+      }
+      const d = decisions.get(message.id);
+      if (d?.kind === 'suppress') {
+        batch.outcomes.push({ messageId: message.id, kind: 'suppress', at: now, reason: d.reason, code: d.code });
+        batch.done.push(job.id);
+      } else if (d?.kind === 'defer') {
+        batch.outcomes.push({ messageId: message.id, kind: 'defer', at: now, until: d.until, reason: d.reason });
+        batch.retries.push({ job, runAt: d.until, error: `deferred: ${d.reason}` });
+      } else {
+        work.push({ job, message, choice: false });
+      }
     }
     const routes = await this.routing.route(work.map((w) => w.message));
     let pending: { w: Work; senders: StoredSender[] }[] = [];
@@ -140,6 +157,7 @@ export class DispatchMessages {
             const m = it.w.message;
             if (r.ok) {
               batch.outcomes.push(sentOutcome(m, sender, r.providerMessageId, r.cost, at));
+              batch.sentMessages.push(m);
               batch.done.push(it.w.job.id);
               if (it.w.choice)
                 batch.affinity.push({ orgId: m.orgId, channel: m.channel, recipient: m.to, senderId: sender.id });
@@ -178,6 +196,7 @@ export class DispatchMessages {
     }
     await this.store.recordSendOutcomes(batch.outcomes);
     await this.routing.remember(batch.affinity);
+    if (batch.sentMessages.length > 0) await policy.sent(batch.sentMessages, this.clock.now());
     for (const r of batch.retries) await this.queue.retry(r.job.id, r.runAt, r.error);
     for (const d of batch.deadLetters) await this.queue.deadLetter(d.job, `${d.error.code}: ${d.error.message}`);
     await this.queue.ack(batch.done);
@@ -311,6 +330,7 @@ interface Batch {
   retries: { job: Job; runAt: number; error: string }[];
   deadLetters: { job: Job; error: MessageError }[];
   affinity: { orgId: string; channel: Channel; recipient: string; senderId: string }[];
+  sentMessages: MessageRecord[];
 }
 
 function missingResult(): MessageError {

@@ -101,7 +101,27 @@ export const ChannelOptionsSchema = Type.Object(
 
 export const MessageInputSchema = Type.Object(
   {
-    to: Type.String({ minLength: 1, maxLength: 2048, description: 'E.164 number, email address, push endpoint, ...' }),
+    to: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 2048,
+        description: 'E.164 number, email address, push endpoint, ...; or give `contactId`',
+      }),
+    ),
+    contactId: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 64,
+        description: "A contact: the message goes to the contact's address for the channel",
+      }),
+    ),
+    purpose: Type.Optional(
+      Type.String({
+        enum: ['transactional', 'marketing'],
+        description:
+          'Marketing messages need consent and respect quiet hours and frequency caps (default transactional)',
+      }),
+    ),
     channel: Type.Union(
       CHANNELS.map((c) => Type.Literal(c)),
       { description: 'Delivery channel' },
@@ -150,10 +170,13 @@ export function checkMessageInput(
   input: MessageInput,
   now: number,
   prefix = '',
-): { to: string; sendAt: number | null } {
+): { to: string | null; sendAt: number | null } {
   const f = (name: string) => (prefix ? `${prefix}.${name}` : name);
   const channel = input.channel as Channel;
-  const to = validateRecipient(channel, input.to, f('to'));
+  if (input.to === undefined && input.contactId === undefined) {
+    throw new ValidationError('missing_field', "give 'to' or 'contactId'", { field: f('to') });
+  }
+  const to = input.to === undefined ? null : validateRecipient(channel, input.to, f('to'));
   if (input.body === undefined && input.template === undefined) {
     throw new ValidationError('missing_content', "give either 'body' or 'template'", { field: f('body') });
   }
@@ -163,7 +186,7 @@ export function checkMessageInput(
     });
   }
   if (input.body !== undefined) validateBodyLength(channel, input.body, f('body'));
-  if (channel === 'push' && /^https:/.test(to) && input.options?.push === undefined) {
+  if (channel === 'push' && to !== null && /^https:/.test(to) && input.options?.push === undefined) {
     throw new ValidationError(
       'push_keys_missing',
       "a Web Push message needs the subscription's keys in 'options.push.keys' ({p256dh, auth})",

@@ -200,6 +200,8 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
           error: null,
           cost: null,
           options: null,
+          contactId: null,
+          purpose: null,
           segments: null,
           encoding: null,
           createdAt: t0,
@@ -526,9 +528,9 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
             to: { name: 'Ada', line1: '1 Main St', city: 'Springfield', postalCode: '12345', country: 'US' },
           },
         };
-        const m = outbound({ options });
+        const m = outbound({ options, contactId: 'ct_01H', purpose: 'marketing' });
         await accept(m);
-        expect((await store.getMessage(org, m.id))?.options).toEqual(options);
+        expect(await store.getMessage(org, m.id)).toMatchObject({ options, contactId: 'ct_01H', purpose: 'marketing' });
         await store.claimForSending([m.id], t0 + 1, t0 + 30_000);
         await store.recordSendOutcomes([
           {
@@ -551,6 +553,41 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
           cost: 0.0158,
           options,
         });
+      });
+    });
+
+    describe('compliance outcomes', () => {
+      it('defers a claimed message to a later time without counting the attempt, and suppresses another', async () => {
+        const later = outbound();
+        const blocked = outbound();
+        await accept(later, blocked);
+        await store.claimForSending([later.id, blocked.id], t0 + 1, t0 + 30_000);
+        const until = t0 + 10 * HOUR;
+        await store.recordSendOutcomes([
+          { messageId: later.id, kind: 'defer', at: t0 + 2, until, reason: 'quiet_hours' },
+          {
+            messageId: blocked.id,
+            kind: 'suppress',
+            at: t0 + 2,
+            reason: 'recipient opted out of sms',
+            code: 'opted_out',
+          },
+        ]);
+        expect(await store.getMessage(org, later.id)).toMatchObject({
+          status: 'scheduled',
+          sendAt: until,
+          attempts: 0,
+        });
+        expect(await store.getMessage(org, blocked.id)).toMatchObject({
+          status: 'suppressed',
+          error: { code: 'opted_out', class: 'PermanentError', message: 'recipient opted out of sms' },
+        });
+        const history = await store.getHistory(later.id);
+        expect(history.at(-1)).toMatchObject({ status: 'scheduled', applied: true, detail: { reason: 'quiet_hours' } });
+        // The deferred message is claimable again once due.
+        const again = await store.claimForSending([later.id, blocked.id], until, until + 30_000);
+        expect(again.map((m) => m.id)).toEqual([later.id]);
+        expect(again[0]?.attempts).toBe(1);
       });
     });
 

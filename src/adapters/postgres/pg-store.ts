@@ -87,6 +87,8 @@ const MESSAGE_COLS: Columns = [
   ['created_at', 'bigint'],
   ['updated_at', 'bigint'],
   ['options', 'text'],
+  ['contact_id', 'text'],
+  ['purpose', 'text'],
 ];
 const INBOUND_COLS: Columns = [
   ['id', 'text'],
@@ -141,6 +143,8 @@ const MUTABLE_COLS: Columns = [
   ['updated_at', 'bigint'],
   ['segments', 'integer'],
   ['encoding', 'text'],
+  ['send_at', 'bigint'],
+  ['attempts', 'integer'],
 ];
 
 const ON_CONFLICT_DO_NOTHING = sql`on conflict do nothing`;
@@ -168,6 +172,8 @@ function writeBack(rows: readonly LockedRow[]): RawBuilder<unknown> {
     r.updated_at,
     r.segments,
     r.encoding,
+    r.send_at,
+    r.attempts,
   ]);
   return sql`update messages as m set ${set} from (${unnestRows(MUTABLE_COLS, values)}) as v where m.id = v.id`;
 }
@@ -332,6 +338,34 @@ export class PgStore implements MessageStore {
       for (const o of outcomes) {
         const r = current.get(o.messageId);
         if (!r) continue;
+        if (o.kind === 'defer' || o.kind === 'suppress') {
+          const t = applyStatusEvent(
+            r.status,
+            o.kind === 'defer'
+              ? { kind: 'defer', until: o.until, reason: o.reason }
+              : { kind: 'suppress', reason: o.reason },
+          );
+          if (t.applied) {
+            r.status = t.status;
+            r.lease_until = null;
+            r.updated_at = o.at;
+            if (o.kind === 'defer') {
+              r.send_at = o.until;
+              r.attempts = Math.max(0, r.attempts - 1);
+            } else {
+              r.error_code = o.code;
+              r.error_class = 'PermanentError';
+              r.error_message = o.reason;
+            }
+            dirty.add(r);
+          }
+          const detail =
+            o.kind === 'defer'
+              ? { reason: o.reason, until: new Date(o.until).toISOString() }
+              : { reason: o.reason, code: o.code };
+          hist.push([o.messageId, t.recorded, o.at, t.applied ? 1 : 0, JSON.stringify(detail)]);
+          continue;
+        }
         if (o.kind === 'sent') {
           const t = applyStatusEvent(r.status, { kind: 'report', status: 'sent' });
           // A late `sent` (the carrier already reported an outcome) keeps that outcome's status and error.

@@ -211,6 +211,21 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // Messages may be addressed to a contact and carry a purpose (transactional or marketing) that consent, quiet
+  // hours and frequency caps depend on. Runs after the contacts and journeys migrations (names sort).
+  '0008_message_contacts': {
+    async up(db: Kysely<unknown>) {
+      const t = typesFor(dialectOf(db));
+      await db.schema.alterTable('messages').addColumn('contact_id', t.id).execute();
+      await db.schema.alterTable('messages').addColumn('purpose', 'text').execute();
+      await db.schema
+        .createIndex('messages_contact')
+        .on('messages')
+        .columns(['contact_id'])
+        .where(sql.ref('contact_id'), 'is not', null)
+        .execute();
+    },
+  },
 };
 
 /**

@@ -6,7 +6,7 @@ import type { Channel } from '../../domain/channels.ts';
 import type { MessageStatus } from '../../domain/message-status.ts';
 import type { ChannelOptions } from '../../ports/carrier.ts';
 import type { DeadLetter, Job, NewJob } from '../../ports/queue.ts';
-import type { MessageRecord, NewMessage, StoredSender } from '../../ports/store.ts';
+import type { MessagePurpose, MessageRecord, NewMessage, StoredSender } from '../../ports/store.ts';
 
 export interface MessageRow {
   id: string;
@@ -31,6 +31,8 @@ export interface MessageRow {
   error_message: string | null;
   cost: number | null;
   options: string | null;
+  contact_id: string | null;
+  purpose: MessagePurpose | null;
   segments: number | null;
   encoding: string | null;
   created_at: number;
@@ -60,6 +62,8 @@ export function toMessage(r: MessageRow): MessageRecord {
       r.error_code === null ? null : { code: r.error_code, class: r.error_class ?? '', message: r.error_message ?? '' },
     cost: r.cost,
     options: r.options === null ? null : (JSON.parse(r.options) as ChannelOptions),
+    contactId: r.contact_id,
+    purpose: r.purpose,
     segments: r.segments,
     encoding: r.encoding,
     createdAt: r.created_at,
@@ -197,7 +201,7 @@ export function json(v: unknown): string | null {
 /**
  * The insert values of a newly accepted message, in the column order both stores use: id, org_id, direction,
  * channel, recipient, from_address, status, body, subject, template_id, metadata, send_at, priority, created_at,
- * updated_at, options.
+ * updated_at, options, contact_id, purpose.
  */
 export function outboundMessageRow(m: NewMessage): unknown[] {
   const status = m.sendAt !== null && m.sendAt > m.createdAt ? 'scheduled' : 'queued';
@@ -218,6 +222,8 @@ export function outboundMessageRow(m: NewMessage): unknown[] {
     m.createdAt,
     m.createdAt,
     json(m.options),
+    m.contactId ?? null,
+    m.purpose ?? null,
   ];
 }
 

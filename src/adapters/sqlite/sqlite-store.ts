@@ -54,6 +54,8 @@ const MESSAGE_COLS = [
   'created_at',
   'updated_at',
   'options',
+  'contact_id',
+  'purpose',
 ] as const;
 const HISTORY_COLS = ['message_id', 'status', 'at', 'applied', 'detail'] as const;
 export const JOB_COLS = ['id', 'queue', 'priority', 'run_at', 'org_id', 'payload'] as const;
@@ -227,10 +229,36 @@ export class SqliteStore implements MessageStore {
         `UPDATE messages SET status = ?, error_code = ?, error_class = ?, error_message = ?, lease_until = NULL,
          sender_id = coalesce(?, sender_id), provider = coalesce(?, provider), updated_at = ? WHERE id = ?`,
       );
+      const deferred = h.stmt(
+        `UPDATE messages SET status = 'scheduled', send_at = ?, attempts = max(0, attempts - 1), lease_until = NULL,
+         updated_at = ? WHERE id = ?`,
+      );
+      const suppressed = h.stmt(
+        `UPDATE messages SET status = 'suppressed', error_code = ?, error_class = 'PermanentError', error_message = ?,
+         lease_until = NULL, updated_at = ? WHERE id = ?`,
+      );
       const hist: unknown[][] = [];
       for (const o of outcomes) {
         const status = current.get(o.messageId) as MessageStatus | undefined;
         if (status === undefined) continue;
+        if (o.kind === 'defer' || o.kind === 'suppress') {
+          const t = applyStatusEvent(
+            status,
+            o.kind === 'defer'
+              ? { kind: 'defer', until: o.until, reason: o.reason }
+              : { kind: 'suppress', reason: o.reason },
+          );
+          if (t.applied) {
+            if (o.kind === 'defer') deferred.run(o.until, o.at, o.messageId);
+            else suppressed.run(o.code, o.reason, o.at, o.messageId);
+          }
+          const detail =
+            o.kind === 'defer'
+              ? { reason: o.reason, until: new Date(o.until).toISOString() }
+              : { reason: o.reason, code: o.code };
+          hist.push([o.messageId, t.recorded, o.at, t.applied ? 1 : 0, JSON.stringify(detail)]);
+          continue;
+        }
         if (o.kind === 'sent') {
           const t = applyStatusEvent(status, { kind: 'report', status: 'sent' });
           const clear = t.applied ? 1 : 0;

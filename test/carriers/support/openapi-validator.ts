@@ -1,6 +1,6 @@
 /**
  * Checks a request an emulator received against the provider's published API description in
- * `../shared/fixtures/carriers/` (OpenAPI 3 or Swagger 2, JSON or YAML): the operation must exist for the
+ * `test/fixtures/carriers/` (a copy of `../shared/fixtures/carriers/`) (OpenAPI 3 or Swagger 2, JSON or YAML): the operation must exist for the
  * method and path, required path/query/header parameters must be present, and the body must match the
  * operation's request schema for the request's content type (JSON, or form-encoded, whose string values are
  * coerced to the schema's types as the provider's server does). Returns the violations, empty when valid.
@@ -11,18 +11,13 @@ import { fileURLToPath } from 'node:url';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 
-export const CARRIER_FIXTURES = join(
-  dirname(fileURLToPath(import.meta.url)),
-  '..',
-  '..',
-  '..',
-  '..',
-  'shared',
-  'fixtures',
-  'carriers',
-);
+/**
+ * The carriers' published reference data, as kept in `../shared/fixtures/carriers/` (see its SOURCES.md): a copy
+ * lives in the repository so the suite runs from any clone.
+ */
+export const CARRIER_FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures', 'carriers');
 
-/** Reads a fixture file under `../shared/fixtures/carriers/` (e.g. `twilio/sms-inbound.form.txt`). */
+/** Reads a fixture file under `test/fixtures/carriers/` (e.g. `twilio/sms-inbound.form.txt`). */
 export function readFixture(relative: string): string {
   return readFileSync(join(CARRIER_FIXTURES, relative), 'utf8');
 }
