@@ -165,7 +165,13 @@ export class DispatchMessages {
             } else if (r.retryable) {
               const ours = r.error.code === RATE_LIMITED;
               if (!ours) carrierFailures++;
-              if (!ours && it.rest.length > 0) {
+              if (ours) {
+                // Held back by our own limiter: nothing was attempted, so no attempt is spent.
+                const until = at + (r.retryAfterMs ?? 1000);
+                batch.outcomes.push({ messageId: m.id, kind: 'defer', at, until, reason: RATE_LIMITED });
+                batch.retries.push({ job: it.w.job, runAt: until, error: `deferred: ${RATE_LIMITED}` });
+                counts.retry++;
+              } else if (it.rest.length > 0) {
                 next.push({ w: it.w, senders: it.rest });
                 counts.failover++;
               } else {
@@ -237,8 +243,8 @@ export class DispatchMessages {
   /**
    * Sends, honouring the sender's rate limit and its provider account's: in chunks of at most the smaller limit,
    * each after taking that many units from the (possibly shared) limiter for the sender and then for the account,
-   * waiting when a window is full. What cannot go out within half the lease comes back as a retryable
-   * `rate_limited` result, so a lease never runs out while we wait.
+   * waiting when a window is full. What cannot go out within half the lease comes back as a `rate_limited` result
+   * (deferred without spending an attempt), so a lease never runs out while we wait.
    */
   private async sendWithinLimit(sender: StoredSender, requests: SendRequest[]): Promise<SendResult[]> {
     const carrier = this.registry.carrier(sender);
