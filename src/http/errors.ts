@@ -125,7 +125,7 @@ const UNAVAILABLE_CODES = new Set([
 function isUnavailable(err: Error): boolean {
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true;
-  return /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED|Connection is closed/i.test(
+  return /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED|Connection is closed|is not queryable/i.test(
     err.message,
   );
 }

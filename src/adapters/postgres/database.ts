@@ -71,6 +71,12 @@ export function openPostgres(url: string, opts: PgOptions = {}): PgHandle {
   const pool = new pg.Pool({ ...connection, max: opts.max ?? 10, connectionTimeoutMillis: 5000 });
   // An idle client losing its connection is dropped by the pool; without a listener the 'error' would crash us.
   pool.on('error', () => undefined);
+  // A checked-out client whose connection dies (the server shut down mid-transaction) emits 'error' with no pool
+  // listener attached: unhandled, it would kill the process. The failing query reports it to its caller, and the
+  // pool drops the broken client when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   const kysely = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
   const channel = schema ? `omni_jobs_${schema}` : 'omni_jobs';
   const origin = randomUUID();
