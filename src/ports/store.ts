@@ -224,6 +224,12 @@ export interface MessageStore {
    * Carrier events that may have lost their job: not settled and received before `receivedBefore`. Oldest first.
    */
   listUnsettledCarrierEvents(receivedBefore: number, limit: number): Promise<UnsettledCarrierEvent[]>;
+  /**
+   * GDPR erasure of a contact: blanks the recipient/sender address, body, subject, metadata and options of the
+   * organization's messages addressed to the contact or exchanged with one of `addresses`. Status, channel, times
+   * and costs stay (anonymous counts). Returns how many messages were redacted.
+   */
+  redactRecipients(orgId: string, contactId: string, addresses: readonly string[], at: number): Promise<number>;
   /** True when the database answers. */
   ping(): Promise<boolean>;
   close(): Promise<void>;

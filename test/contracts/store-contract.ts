@@ -591,6 +591,30 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
       });
     });
 
+    describe('redactRecipients', () => {
+      it("blanks an erased contact's addresses and content, keeping statuses and counts", async () => {
+        const byContact = outbound({ contactId: 'ctc_erased', to: '+12025550111', metadata: { name: 'Ada' } });
+        const byAddress = outbound({ to: '+12025550112', body: 'personal' });
+        const other = outbound({ to: '+12025550113' });
+        const foreign = outbound({ orgId: otherOrg, to: '+12025550112' });
+        await accept(byContact, byAddress, other);
+        await accept(foreign);
+        const n = await store.redactRecipients(org, 'ctc_erased', ['+12025550112'], t0 + 5);
+        expect(n).toBe(2);
+        for (const m of [byContact, byAddress]) {
+          expect(await store.getMessage(org, m.id)).toMatchObject({
+            to: '[erased]',
+            body: null,
+            metadata: null,
+            status: 'queued',
+            channel: 'sms',
+          });
+        }
+        expect((await store.getMessage(org, other.id))?.to).toBe('+12025550113');
+        expect((await store.getMessage(otherOrg, foreign.id))?.to).toBe('+12025550112');
+      });
+    });
+
     describe('listStaleMessages', () => {
       it('finds due queued messages not updated lately, and sending ones whose lease ended', async () => {
         const queued = outbound();

@@ -38,6 +38,7 @@ import {
   json,
   type MessageRow,
   outboundMessageRow,
+  REDACTED,
   SENDER_SETTING_COLS,
   type SenderRow,
   senderSettings,
@@ -727,6 +728,19 @@ export class PgStore implements MessageStore {
   async getSender(id: string): Promise<StoredSender | undefined> {
     const { rows } = await sql<SenderRow>`select * from senders where id = ${id}`.execute(this.h.kysely);
     return rows[0] ? toSender(rows[0]) : undefined;
+  }
+
+  async redactRecipients(orgId: string, contactId: string, addresses: readonly string[], at: number): Promise<number> {
+    const list = [...new Set(addresses)];
+    const r = await sql`
+      update messages set
+        recipient = case when direction = 'outbound' then ${REDACTED} else recipient end,
+        from_address = case when direction = 'inbound' then ${REDACTED} else from_address end,
+        body = null, subject = null, metadata = null, options = null, updated_at = ${at}::bigint
+      where org_id = ${orgId} and (contact_id = ${contactId}
+        or (direction = 'outbound' and recipient = any(${list}::text[]))
+        or (direction = 'inbound' and from_address = any(${list}::text[])))`.execute(this.h.kysely);
+    return Number(r.numAffectedRows ?? 0);
   }
 
   async countByStatus(): Promise<Record<string, number>> {

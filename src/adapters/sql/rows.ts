@@ -194,6 +194,9 @@ export const toDeadLetter = (r: DeadLetterRow): DeadLetter => ({
   createdAt: r.created_at,
 });
 
+/** What an erased person's address becomes on their messages. */
+export const REDACTED = '[erased]';
+
 export function json(v: unknown): string | null {
   return v === null || v === undefined ? null : JSON.stringify(v);
 }

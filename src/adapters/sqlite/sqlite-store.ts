@@ -29,6 +29,7 @@ import {
   json,
   type MessageRow,
   outboundMessageRow,
+  REDACTED,
   SENDER_SETTING_COLS,
   type SenderRow,
   senderSettings,
@@ -577,6 +578,25 @@ export class SqliteStore implements MessageStore {
          updated_at = excluded.updated_at`,
       );
       for (const e of entries) upsert.run(e.orgId, e.channel, e.recipient, e.senderId, at);
+    })();
+  }
+
+  async redactRecipients(orgId: string, contactId: string, addresses: readonly string[], at: number): Promise<number> {
+    const h = this.h;
+    return h.db.transaction(() => {
+      const list = JSON.stringify([...new Set(addresses)]);
+      const r = h
+        .stmt(
+          `UPDATE messages SET
+             recipient = CASE WHEN direction = 'outbound' THEN '${REDACTED}' ELSE recipient END,
+             from_address = CASE WHEN direction = 'inbound' THEN '${REDACTED}' ELSE from_address END,
+             body = NULL, subject = NULL, metadata = NULL, options = NULL, updated_at = ?
+           WHERE org_id = ? AND (contact_id = ?
+             OR (direction = 'outbound' AND recipient IN (SELECT value FROM json_each(?)))
+             OR (direction = 'inbound' AND from_address IN (SELECT value FROM json_each(?))))`,
+        )
+        .run(at, orgId, contactId, list, list);
+      return r.changes;
     })();
   }
 
