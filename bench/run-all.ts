@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- echo ingest batch e2e scaleout]`: the performance bench. Every server runs as its own child process on a
+ * `npm run bench [-- echo ingest batch e2e scaleout webhookdelivery]`: the performance bench. Every server runs as its own child process on a
  * fresh temp data directory; the load generator (autocannon) runs here, so client and server use different cores.
  * Prints machine info and a table of figures marked PASS/MISS against their targets, and writes
  * bench/results/latest.json. It never asserts: the exit code is 0 even when a target is missed (1 only when a
@@ -20,7 +20,16 @@
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test  PostgreSQL for scaleout (a fresh schema per run)
  *   BENCH_REDIS_URL=redis://127.0.0.1:6379  Redis for scaleout (a fresh key prefix per run)
  *   BENCH_CPU_PROF=<dir>         run every server child with `--cpu-prof --cpu-prof-dir=<dir>`
+ *   BENCH_WEBHOOK_EVENTS=100000  status events delivered in webhookdelivery (3 per message: queued, sent, delivered)
+ *   BENCH_WEBHOOK_TIMEOUT_S=600  give up waiting for webhook deliveries after this long
+ *   BENCH_WEBHOOK_RETRY_BASE_MS=200 / BENCH_WEBHOOK_RETRY_MAX_MS=2000  back-off of the failing endpoint's retries
  * OMNI_SEND_BATCH / OMNI_SEND_CONCURRENCY and other OMNI_* settings are passed through to the servers.
+ *
+ * webhookdelivery: outbound webhooks. One `start` process sends messages through the sandbox with two webhook
+ * endpoints subscribed to their status events, both on a receiver in this process: one always answers 204, the other
+ * fails half its requests (500, at random). Events/s and the lag from status change (the event's time) to its
+ * successful delivery, p50/p99, per endpoint. The back-off is shortened (BENCH_WEBHOOK_RETRY_*) so the failing
+ * endpoint's unlucky streaks end within the run; with the default (5 s doubling) the tail would take hours.
  *
  * scaleout: the e2e measurement on the scaled-out deployment: PostgreSQL + Redis, one `api`, one `sandbox` and 1,
  * 2 and 4 `worker` processes (three runs). Skipped, with a note, when PostgreSQL or Redis does not answer.
@@ -28,6 +37,8 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -49,7 +60,7 @@ import {
 } from './lib/child.ts';
 import { machineInfo, notApplicable, type Row, renderMachine, renderTable, row } from './lib/report.ts';
 
-const SECTIONS = ['echo', 'ingest', 'batch', 'webhooks', 'e2e', 'scaleout'] as const;
+const SECTIONS = ['echo', 'ingest', 'batch', 'webhooks', 'e2e', 'scaleout', 'webhookdelivery'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -86,6 +97,12 @@ const scaleout = {
   timeoutS: envInt('BENCH_SCALEOUT_TIMEOUT_S', 300),
   databaseUrl: process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test',
   redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
+};
+const webhookDelivery = {
+  events: envInt('BENCH_WEBHOOK_EVENTS', 100_000),
+  timeoutS: envInt('BENCH_WEBHOOK_TIMEOUT_S', 600),
+  retryBaseMs: envInt('BENCH_WEBHOOK_RETRY_BASE_MS', 200),
+  retryMaxMs: envInt('BENCH_WEBHOOK_RETRY_MAX_MS', 2000),
 };
 /** Worker processes of the scaleout runs. */
 const SCALEOUT_WORKERS = [1, 2, 4] as const;
@@ -912,6 +929,215 @@ async function benchScaleout(ctx: Context): Promise<void> {
   if (failed === SCALEOUT_WORKERS.length) throw new Error('every scale-out run failed');
 }
 
+// --- webhookdelivery: outbound webhooks to a local receiver, one endpoint failing half the time -------------------
+
+interface ReceiverEndpoint {
+  /** Event ids answered 2xx (a second 2xx for one id is a duplicate delivery). */
+  delivered: Set<string>;
+  /** Messages whose last event (`message.delivered`) was answered 2xx: all of theirs are in (order per message). */
+  finished: Set<string>;
+  duplicates: number;
+  failed: number;
+  /** Status change (the event's `timestamp`) → successful delivery, ms. */
+  lags: number[];
+  lastAt: number;
+}
+
+/** The customer's receiver: `/ok` always answers 204, `/flaky` answers 500 to half the requests at random. */
+async function webhookReceiver(): Promise<{
+  url: string;
+  ok: ReceiverEndpoint;
+  flaky: ReceiverEndpoint;
+  close(): Promise<void>;
+}> {
+  const fresh = (): ReceiverEndpoint => ({
+    delivered: new Set(),
+    finished: new Set(),
+    duplicates: 0,
+    failed: 0,
+    lags: [],
+    lastAt: 0,
+  });
+  const ok = fresh();
+  const flaky = fresh();
+  const server = createHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const ep = req.url === '/flaky' ? flaky : ok;
+      if (ep === flaky && Math.random() < 0.5) {
+        ep.failed++;
+        res.writeHead(500).end();
+        return;
+      }
+      const now = Date.now();
+      const id = String(req.headers['webhook-id']);
+      const { type, timestamp, data } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+        type: string;
+        timestamp: string;
+        data: { id: string };
+      };
+      if (type === 'message.delivered') ep.finished.add(data.id);
+      if (ep.delivered.has(id)) ep.duplicates++;
+      else {
+        ep.delivered.add(id);
+        ep.lags.push(now - Date.parse(timestamp));
+      }
+      ep.lastAt = performance.now();
+      res.writeHead(204).end();
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    ok,
+    flaky,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+async function benchWebhookDelivery(ctx: Context): Promise<void> {
+  const messages = Math.ceil(webhookDelivery.events / 3);
+  const receiver = await webhookReceiver();
+  const server = await productServer('webhookdelivery', 'start', {
+    OMNI_SANDBOX_DELAY_MS: String(settings.sandboxDelayMs),
+    OMNI_WEBHOOK_ALLOW_PRIVATE: 'true',
+    OMNI_WEBHOOK_RETRY_BASE_MS: String(webhookDelivery.retryBaseMs),
+    OMNI_WEBHOOK_RETRY_MAX_MS: String(webhookDelivery.retryMaxMs),
+  });
+  const log = (msg: string) => console.error(`  [webhookdelivery] ${msg}`);
+  const rss = new RssSampler(server.pid, 200);
+  try {
+    for (const path of ['/ok', '/flaky']) {
+      const r = await post(
+        server.url,
+        '/v1/webhook-endpoints',
+        JSON.stringify({
+          url: `${receiver.url}${path}`,
+          eventTypes: ['message.queued', 'message.sent', 'message.delivered'],
+        }),
+      );
+      if (r.status !== 201) throw new Error(`creating a webhook endpoint: ${r.status} ${JSON.stringify(r.json)}`);
+    }
+    const size = Math.min(settings.batchSize, messages);
+    const bodies: string[] = [];
+    for (let first = 0; first < messages; first += size)
+      bodies.push(batchBody(first, Math.min(size, messages - first)));
+    const cpu = cpuMeter(server.pid);
+    const client0 = process.cpuUsage();
+    const t0 = performance.now();
+    const elapsed = () => (performance.now() - t0) / 1000;
+    let next = 0;
+    let accepted = 0;
+    await Promise.all(
+      Array.from({ length: settings.e2eConcurrency }, async () => {
+        while (next < bodies.length) {
+          const res = await post(server.url, '/v1/messages/batch', bodies[next++] ?? '');
+          const items = (res.json as { items?: { id?: string }[] }).items;
+          if (res.status !== 200 || !items)
+            throw new Error(`batch answered ${res.status}: ${JSON.stringify(res.json)}`);
+          accepted += items.filter((it) => it.id).length;
+        }
+      }),
+    );
+    const submitS = elapsed();
+    log(`submitted ${accepted.toLocaleString('en-US')} messages in ${submitS.toFixed(2)} s`);
+    let lastLog = 0;
+    // A message whose receipt overtook the send outcome has no applied `sent` (no message.sent event): a message is
+    // complete when its `message.delivered` has arrived.
+    const done = (ep: ReceiverEndpoint) => ep.finished.size >= accepted;
+    while (elapsed() < webhookDelivery.timeoutS) {
+      if (server.exited()) throw new Error(`webhookdelivery server died:\n${server.logTail()}`);
+      if (done(receiver.ok) && done(receiver.flaky)) break;
+      if (elapsed() - lastLog >= 5) {
+        lastLog = elapsed();
+        log(
+          `${lastLog.toFixed(0).padStart(4)} s: events delivered: healthy ${receiver.ok.delivered.size.toLocaleString('en-US')}, failing-half ${receiver.flaky.delivered.size.toLocaleString('en-US')} (${receiver.flaky.failed.toLocaleString('en-US')} answered 500); messages complete ${receiver.ok.finished.size.toLocaleString('en-US')} / ${receiver.flaky.finished.size.toLocaleString('en-US')} of ${accepted.toLocaleString('en-US')}`,
+        );
+      }
+      await sleep(100);
+    }
+    const serverCpu = cpu.stop();
+    const client = process.cpuUsage(client0);
+    const receiverCpu = (client.user + client.system) / 1e6 / elapsed();
+    const rate = (ep: ReceiverEndpoint) => (ep.delivered.size > 0 ? ep.delivered.size / ((ep.lastAt - t0) / 1000) : 0);
+    const pct = (xs: number[], q: number) => {
+      const sorted = [...xs].sort((a, b) => a - b);
+      return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+    };
+    const note = (ep: ReceiverEndpoint) =>
+      done(ep)
+        ? undefined
+        : `TIMEOUT after ${webhookDelivery.timeoutS} s: ${ep.finished.size.toLocaleString('en-US')} of ${accepted.toLocaleString('en-US')} messages complete`;
+    const label = `${receiver.ok.delivered.size.toLocaleString('en-US')} events of ${accepted.toLocaleString('en-US')} msgs`;
+    ctx.rows.push(
+      row(
+        'webhookdelivery',
+        `healthy endpoint: events/s (${label}, first submit → last delivered)`,
+        rate(receiver.ok),
+        'ev/s',
+        undefined,
+        note(receiver.ok),
+      ),
+      row('webhookdelivery', 'healthy endpoint: lag status change → delivered p50', pct(receiver.ok.lags, 0.5), 'ms'),
+      row('webhookdelivery', 'healthy endpoint: lag status change → delivered p99', pct(receiver.ok.lags, 0.99), 'ms'),
+      row(
+        'webhookdelivery',
+        `endpoint failing half the time: events/s (${label})`,
+        rate(receiver.flaky),
+        'ev/s',
+        undefined,
+        note(receiver.flaky),
+      ),
+      row('webhookdelivery', 'endpoint failing half the time: lag p50', pct(receiver.flaky.lags, 0.5), 'ms'),
+      row('webhookdelivery', 'endpoint failing half the time: lag p99', pct(receiver.flaky.lags, 0.99), 'ms'),
+      row(
+        'webhookdelivery',
+        'events delivered twice (2xx for a webhook-id already answered 2xx)',
+        receiver.ok.duplicates + receiver.flaky.duplicates,
+        'count',
+        { op: '<=', value: 0 },
+      ),
+      row('webhookdelivery', 'server CPU, whole run (1.00 = one core busy)', serverCpu, 'cores'),
+      row('webhookdelivery', 'server peak RSS', rss.stop() / MB, 'MB'),
+      row('webhookdelivery', 'receiver and submitter CPU (this process)', receiverCpu, 'cores'),
+    );
+    ctx.raw.webhookdelivery = {
+      messages: accepted,
+      eventsDelivered: { healthy: receiver.ok.delivered.size, failingHalf: receiver.flaky.delivered.size },
+      submitSeconds: submitS,
+      retry: { baseMs: webhookDelivery.retryBaseMs, maxMs: webhookDelivery.retryMaxMs },
+      healthy: {
+        delivered: receiver.ok.delivered.size,
+        seconds: (receiver.ok.lastAt - t0) / 1000,
+        p50: pct(receiver.ok.lags, 0.5),
+        p99: pct(receiver.ok.lags, 0.99),
+        duplicates: receiver.ok.duplicates,
+      },
+      failingHalf: {
+        delivered: receiver.flaky.delivered.size,
+        answered500: receiver.flaky.failed,
+        seconds: (receiver.flaky.lastAt - t0) / 1000,
+        p50: pct(receiver.flaky.lags, 0.5),
+        p99: pct(receiver.flaky.lags, 0.99),
+        duplicates: receiver.flaky.duplicates,
+      },
+      serverCpuCores: serverCpu,
+      sandboxDelayMs: settings.sandboxDelayMs,
+    };
+  } finally {
+    rss.stop();
+    await server.stop();
+    await receiver.close();
+  }
+}
+
 function summary(l: LoadResult) {
   const r = l.result;
   return {
@@ -940,6 +1166,7 @@ const RUNNERS: Record<Section, (ctx: Context) => Promise<void>> = {
   batch: benchBatch,
   e2e: benchE2e,
   scaleout: benchScaleout,
+  webhookdelivery: benchWebhookDelivery,
 };
 
 async function main(): Promise<number> {

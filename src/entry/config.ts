@@ -28,6 +28,24 @@ export interface Config {
   sandboxUrl: string | undefined;
   workers: { sendConcurrency: number; batchSize: number; leaseMs: number; pollMs: number };
   retry: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number };
+  webhooks: WebhookConfig;
+}
+
+/** Outbound webhooks (OMNI_WEBHOOK_*). */
+export interface WebhookConfig {
+  /** Let endpoints reach loopback, private and link-local addresses (tests, or receivers on a private network). */
+  allowPrivate: boolean;
+  /** Time-out of one request, connection to last byte. */
+  timeoutMs: number;
+  /** Requests in flight per worker process, and per endpoint. */
+  concurrency: number;
+  perEndpoint: number;
+  /** An endpoint whose deliveries have all failed for this long is disabled (default five days). */
+  disableAfterMs: number;
+  /** Back-off: first delay, longest delay, and how long a delivery is retried (default 5 s, 10 h, three days). */
+  retryBaseMs: number;
+  retryMaxMs: number;
+  retryForMs: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0): number {
@@ -36,6 +54,14 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0): n
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min} (got '${raw}')`);
   return n;
+}
+
+function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new Error(`${name} must be true or false (got '${raw}')`);
 }
 
 function schemaName(raw: string | undefined): string | undefined {
@@ -80,6 +106,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxAttempts: int(env, 'OMNI_MAX_ATTEMPTS', 5, 1),
       baseDelayMs: int(env, 'OMNI_RETRY_BASE_MS', 2000, 1),
       maxDelayMs: int(env, 'OMNI_RETRY_MAX_MS', 15 * 60_000, 1),
+    },
+    webhooks: {
+      allowPrivate: bool(env, 'OMNI_WEBHOOK_ALLOW_PRIVATE', false),
+      timeoutMs: int(env, 'OMNI_WEBHOOK_TIMEOUT_MS', 10_000, 1),
+      concurrency: int(env, 'OMNI_WEBHOOK_CONCURRENCY', 64, 1),
+      perEndpoint: int(env, 'OMNI_WEBHOOK_PER_ENDPOINT', 8, 1),
+      disableAfterMs: int(env, 'OMNI_WEBHOOK_DISABLE_AFTER_MS', 5 * 86_400_000, 1),
+      retryBaseMs: int(env, 'OMNI_WEBHOOK_RETRY_BASE_MS', 5_000, 1),
+      retryMaxMs: int(env, 'OMNI_WEBHOOK_RETRY_MAX_MS', 10 * 3_600_000, 1),
+      retryForMs: int(env, 'OMNI_WEBHOOK_RETRY_FOR_MS', 3 * 86_400_000, 1),
     },
   };
 }

@@ -12,6 +12,7 @@ import { MemoryRateLimiter } from '../adapters/rate-limiter/memory-rate-limiter.
 import { BullmqJobQueue } from '../adapters/redis/bullmq-job-queue.ts';
 import { RedisPubSub } from '../adapters/redis/redis-pubsub.ts';
 import { RedisRateLimiter } from '../adapters/redis/redis-rate-limiter.ts';
+import { HttpWebhookTransport } from '../adapters/webhooks/http-webhook-transport.ts';
 import { buildApp } from '../http/app.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { JobQueue } from '../ports/queue.ts';
@@ -30,9 +31,12 @@ import { OutboxSweeper } from '../services/outbox-sweeper.ts';
 import { SenderRouting } from '../services/sender-routing.ts';
 import { Senders } from '../services/senders.ts';
 import { Templates } from '../services/templates.ts';
+import { WebhookDelivery } from '../services/webhook-delivery.ts';
+import { WebhookEndpoints } from '../services/webhook-endpoints.ts';
 import { WorkerLoop } from '../workers/worker-loop.ts';
 import { openBackend } from './backend.ts';
 import type { Config } from './config.ts';
+import { Engagement } from './engagement.ts';
 import { carrierProviders } from './providers.ts';
 import { openSecretBox } from './secret-box.ts';
 
@@ -96,8 +100,28 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
   );
   const routing = new SenderRouting(store, registry, clock);
   const templates = new Templates(store, clock);
-  const accept = new AcceptMessages(store, templates, clock, metrics);
-  const carrierEvents = new CarrierEvents(store, queue, registry, clock, metrics);
+  const onError = (name: string) => (err: unknown) => logger.error({ err }, `${name} worker failed; retrying`);
+  const engagement = new Engagement({
+    stores: { contacts: backend.contacts, journeys: backend.journeys },
+    messages: store,
+    clock,
+    webhookAllowPrivate: config.webhooks.allowPrivate,
+    leaseMs: config.workers.leaseMs,
+    retry: config.retry,
+    pollMs: config.workers.pollMs,
+    onError,
+  });
+  const accept = new AcceptMessages(store, templates, clock, metrics, engagement.contacts);
+  engagement.attach(accept);
+  const carrierEvents = new CarrierEvents(store, queue, registry, clock, metrics, engagement.hooks);
+  const webhookConfig = config.webhooks;
+  const webhookTransport = new HttpWebhookTransport({
+    allowPrivate: webhookConfig.allowPrivate,
+    timeoutMs: webhookConfig.timeoutMs,
+    userAgent: `Omnichannel-Webhooks/${packageVersion()}`,
+  });
+  const webhookEndpoints = new WebhookEndpoints(backend.webhooks, secrets, webhookTransport, clock);
+  let webhookDelivery: WebhookDelivery | undefined;
 
   const loops: WorkerLoop[] = [];
   const runsWorkers = mode === 'all' || mode === 'worker';
@@ -108,21 +132,62 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
       leaseMs: config.workers.leaseMs,
       retry: config.retry,
       limiter,
+      policy: engagement.policy,
+      onOutcomes: (updates, at) => engagement.outcomes(updates, at),
     });
-    const onError = (name: string) => (err: unknown) => logger.error({ err }, `${name} worker failed; retrying`);
-    const send = new WorkerLoop(() => dispatch.runOnce(), {
-      name: 'send',
-      concurrency: config.workers.sendConcurrency,
-      pollMs: config.workers.pollMs,
-      onError: onError('send'),
+    // Outbound webhooks: the fan-out turns the events that status changes wrote into deliveries; it is woken when the
+    // send and events workers changed messages (and polls for changes made elsewhere).
+    webhookDelivery = new WebhookDelivery(backend.webhooks, webhookTransport, secrets, clock, {
+      concurrency: webhookConfig.concurrency,
+      perEndpoint: webhookConfig.perEndpoint,
+      leaseMs: webhookConfig.timeoutMs * 2 + 30_000,
+      retry: {
+        baseDelayMs: webhookConfig.retryBaseMs,
+        maxDelayMs: webhookConfig.retryMaxMs,
+        retryForMs: webhookConfig.retryForMs,
+      },
+      disableAfterMs: webhookConfig.disableAfterMs,
+      onError: onError('webhook delivery'),
     });
-    const events = new WorkerLoop(() => carrierEvents.runOnce(), {
-      name: 'events',
+    const webhooks = webhookDelivery;
+    const fanOut = new WorkerLoop(() => webhooks.fanOut(), {
+      name: 'webhook-fan-out',
       concurrency: 1,
       pollMs: config.workers.pollMs,
-      onError: onError('events'),
+      onError: onError('webhook fan-out'),
     });
+    const deliver = new WorkerLoop(() => webhooks.deliver(), {
+      name: 'webhook-delivery',
+      concurrency: 1,
+      pollMs: config.workers.pollMs,
+      onError: onError('webhook delivery'),
+    });
+    webhooks.onReady(() => deliver.wake());
+    const wakingFanOut = (run: () => Promise<number>) => async () => {
+      const n = await run();
+      if (n > 0) fanOut.wake();
+      return n;
+    };
+    const send = new WorkerLoop(
+      wakingFanOut(() => dispatch.runOnce()),
+      {
+        name: 'send',
+        concurrency: config.workers.sendConcurrency,
+        pollMs: config.workers.pollMs,
+        onError: onError('send'),
+      },
+    );
+    const events = new WorkerLoop(
+      wakingFanOut(() => carrierEvents.runOnce()),
+      {
+        name: 'events',
+        concurrency: 1,
+        pollMs: config.workers.pollMs,
+        onError: onError('events'),
+      },
+    );
     queue.onEnqueue((q) => {
+      fanOut.wake();
       if (q === SEND_QUEUE) send.wake();
       else if (q === CARRIER_EVENTS_QUEUE) events.wake();
       else {
@@ -130,7 +195,7 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
         events.wake();
       }
     });
-    loops.push(send, events);
+    loops.push(send, events, fanOut, deliver, ...engagement.loops());
     if (broker) {
       const relay = new OutboxRelay(backend.jobs, broker, [SEND_QUEUE, CARRIER_EVENTS_QUEUE], () => clock.now());
       const relayLoop = new WorkerLoop(() => relay.runOnce(), {
@@ -174,6 +239,8 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
       senders: new Senders(store, registry, secrets, clock),
       auth: new ApiKeyAuth(store),
       carrierEvents,
+      webhookEndpoints,
+      engagementRoutes: (api) => engagement.routes(api),
       now: () => clock.now(),
       logger,
       onRequestDone: prometheus.observeRequest,
@@ -215,8 +282,12 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
         // Then the sandbox and the carriers' keep-alive connections, so that nothing of ours keeps the HTTP
         // server's connections busy; then the server, which lets requests in flight finish.
         await Promise.all(loops.map((l) => l.stop()));
+        // Webhook requests in flight finish (each within its time-out) and their outcomes are stored.
+        await webhookDelivery?.drain();
+        await webhookTransport.close();
         await sandbox?.stop();
         await registry.close();
+        await engagement.close();
         await app?.close();
         await sandbox?.close();
         await broker?.close();

@@ -21,12 +21,14 @@ import type { MessageQueries } from '../services/message-queries.ts';
 import type { Senders } from '../services/senders.ts';
 import type { Templates } from '../services/templates.ts';
 import { bodyAjv } from '../services/validation.ts';
+import type { WebhookEndpoints } from '../services/webhook-endpoints.ts';
 import { handleError } from './errors.ts';
 import { deadLetterRoutes } from './routes/dead-letters.ts';
 import { messageRoutes } from './routes/messages.ts';
 import { senderRoutes } from './routes/senders.ts';
 import { type HealthDeps, systemRoutes } from './routes/system.ts';
 import { templateRoutes } from './routes/templates.ts';
+import { webhookEndpointRoutes } from './routes/webhook-endpoints.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import { ErrorSchema } from './schemas.ts';
 
@@ -44,6 +46,9 @@ export interface AppDeps extends HealthDeps {
   senders: Senders;
   auth: ApiKeyAuth;
   carrierEvents: CarrierEvents;
+  webhookEndpoints: WebhookEndpoints;
+  /** Contacts, consent, events, segments and journeys routes (registered in the authenticated scope). */
+  engagementRoutes?: (api: FastifyInstance) => void;
   now: () => number;
   logger?: FastifyBaseLogger;
   /** Extra routes mounted beside the API (the sandbox carrier in the embedded deployment). */
@@ -120,6 +125,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     templateRoutes(api, deps);
     deadLetterRoutes(api, deps);
     senderRoutes(api, deps);
+    webhookEndpointRoutes(api, deps);
+    deps.engagementRoutes?.(api);
   });
   if (deps.extraRoutes) await deps.extraRoutes(app);
   return app;

@@ -8,7 +8,8 @@ import type { CarrierEvent, ChannelOptions, SenderRecord } from './carrier.ts';
 import type { NewJob } from './queue.ts';
 
 export type Direction = 'outbound' | 'inbound';
-export type MessagePurpose = 'transactional' | 'marketing';
+/** `compliance`: the product's own answer to a keyword (STOP, HELP), which consent never holds back. */
+export type MessagePurpose = 'transactional' | 'marketing' | 'compliance';
 
 export interface MessageRecord {
   id: string;

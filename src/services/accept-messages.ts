@@ -66,9 +66,18 @@ export class AcceptMessages {
   }
 
   /** One message (already schema-checked by the caller). */
-  async acceptOne(orgId: string, input: MessageInput, idempotencyKey?: string): Promise<Accepted> {
+  /**
+   * Accepts one message. `internal.purpose` is for the product's own messages (keyword replies): a purpose the API
+   * does not accept from clients.
+   */
+  async acceptOne(
+    orgId: string,
+    input: MessageInput,
+    idempotencyKey?: string,
+    internal?: { purpose: MessagePurpose },
+  ): Promise<Accepted> {
     if (idempotencyKey === undefined) {
-      const m = await this.build(orgId, input);
+      const m = await this.build(orgId, input, '', internal);
       await this.group.submit(m);
       this.metrics.messagesAccepted(m.channel, 1);
       return { id: m.id, status: m.sendAt !== null ? 'scheduled' : 'queued' };
@@ -76,7 +85,7 @@ export class AcceptMessages {
     const slot = `${orgId}\u0000${idempotencyKey}`;
     // Concurrent requests with one key are answered one after the other.
     while (this.inflightKeys.has(slot)) await this.inflightKeys.get(slot)?.catch(() => undefined);
-    const work = this.acceptIdempotent(orgId, input, idempotencyKey);
+    const work = this.acceptIdempotent(orgId, input, idempotencyKey, internal);
     this.inflightKeys.set(slot, work);
     try {
       return await work;
@@ -85,7 +94,12 @@ export class AcceptMessages {
     }
   }
 
-  private async acceptIdempotent(orgId: string, input: MessageInput, key: string): Promise<Accepted> {
+  private async acceptIdempotent(
+    orgId: string,
+    input: MessageInput,
+    key: string,
+    internal?: { purpose: MessagePurpose },
+  ): Promise<Accepted> {
     const requestHash = hashRequest(input);
     const replay = async (): Promise<Accepted | undefined> => {
       const stored = await this.store.findIdempotentResponse(orgId, key);
@@ -103,7 +117,7 @@ export class AcceptMessages {
     };
     const earlier = await replay();
     if (earlier) return earlier;
-    const m = await this.build(orgId, input);
+    const m = await this.build(orgId, input, '', internal);
     const response: Accepted = { id: m.id, status: m.sendAt !== null ? 'scheduled' : 'queued' };
     m.idempotency = { key, requestHash, response: JSON.stringify(response) };
     const outcome = await this.group.submit(m);
@@ -144,7 +158,12 @@ export class AcceptMessages {
     return results;
   }
 
-  private async build(orgId: string, input: MessageInput, prefix = ''): Promise<NewMessage> {
+  private async build(
+    orgId: string,
+    input: MessageInput,
+    prefix = '',
+    internal?: { purpose: MessagePurpose },
+  ): Promise<NewMessage> {
     const now = this.clock.now();
     const checked = checkMessageInput(input, now, prefix);
     const { sendAt } = checked;
@@ -191,7 +210,7 @@ export class AcceptMessages {
       metadata: (input.metadata as Record<string, unknown> | undefined) ?? null,
       options: (input.options as ChannelOptions | undefined) ?? null,
       contactId: input.contactId ?? null,
-      purpose: (input.purpose as MessagePurpose | undefined) ?? null,
+      purpose: internal?.purpose ?? (input.purpose as MessagePurpose | undefined) ?? null,
       sendAt,
       priority: PRIORITY_VALUE[input.priority ?? 'normal'],
       createdAt: now,

@@ -7,11 +7,12 @@
  */
 import { NotFoundError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
+import type { MessageStatus } from '../domain/message-status.ts';
 import type { Carrier, CarrierEvent, WebhookAnswer, WebhookRequest } from '../ports/carrier.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { PipelineMetrics } from '../ports/metrics.ts';
 import type { JobQueue, NewJob } from '../ports/queue.ts';
-import type { MessageStore, StoredSender } from '../ports/store.ts';
+import type { MessageStore, StoredCarrierEvent, StoredSender } from '../ports/store.ts';
 import type { CarrierRegistry } from './carrier-registry.ts';
 
 export const CARRIER_EVENTS_QUEUE = 'carrier-events';
@@ -35,6 +36,19 @@ export function carrierEventsJob(orgId: string | null, ids: number[], attempt: n
   };
 }
 
+/**
+ * What else happens when carrier events are applied (keyword handling, journeys): called with the inbound events of
+ * a job and the status changes it made, before the job is acknowledged. Must be idempotent per event: a job that runs
+ * again after a crash calls it again with the same events.
+ */
+export interface CarrierEventHooks {
+  afterApply(
+    events: readonly StoredCarrierEvent[],
+    applied: readonly { messageId: string; status: MessageStatus }[],
+    now: number,
+  ): Promise<void>;
+}
+
 export class CarrierEvents {
   constructor(
     private readonly store: MessageStore,
@@ -42,6 +56,7 @@ export class CarrierEvents {
     private readonly registry: CarrierRegistry,
     private readonly clock: Clock,
     private readonly metrics: PipelineMetrics,
+    private readonly hooks?: CarrierEventHooks,
   ) {}
 
   /**
@@ -102,6 +117,11 @@ export class CarrierEvents {
     const events = await this.store.loadCarrierEvents(payloads.flatMap((p) => p.ids));
     const now = this.clock.now();
     const result = await this.store.applyCarrierEvents(events, now, () => newId('msg'));
+    if (this.hooks) {
+      const unmatched = new Set(result.unmatched);
+      const inbound = events.filter((e) => e.event.kind === 'inbound' && !unmatched.has(e.id));
+      await this.hooks.afterApply(inbound, result.applied, now);
+    }
     const statusCounts = new Map<string, number>();
     for (const a of result.applied) statusCounts.set(a.status, (statusCounts.get(a.status) ?? 0) + 1);
     for (const [s, n] of statusCounts) this.metrics.statusChanged(s, n);

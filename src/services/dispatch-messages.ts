@@ -5,7 +5,7 @@
  * message (and the exhausted job goes to the dead-letter list).
  */
 import type { Channel } from '../domain/channels.ts';
-import type { MessageError } from '../domain/message-status.ts';
+import type { MessageError, MessageStatus } from '../domain/message-status.ts';
 import { backoffDelay, hasAttemptsLeft, type RetryPolicy } from '../domain/retry-policy.ts';
 import { isSegmentedChannel, segmentSms, smsCost } from '../domain/sms-encoding.ts';
 import type { Carrier, SenderRecord, SendRequest, SendResult } from '../ports/carrier.ts';
@@ -28,6 +28,8 @@ export interface DispatchOptions {
   limiter?: RateLimiter;
   /** Consent, quiet hours and frequency caps (default: everything allowed). */
   policy?: SendPolicy;
+  /** Told of the statuses this worker set (sent, failed, suppressed), after they are stored (journeys wait on them). */
+  onOutcomes?: (updates: { messageId: string; status: MessageStatus }[], at: number) => Promise<void>;
 }
 
 /** Extra wait after a full window, so that windows as the carrier measures them are never overfilled. */
@@ -203,6 +205,15 @@ export class DispatchMessages {
     await this.store.recordSendOutcomes(batch.outcomes);
     await this.routing.remember(batch.affinity);
     if (batch.sentMessages.length > 0) await policy.sent(batch.sentMessages, this.clock.now());
+    if (this.opts.onOutcomes) {
+      const updates: { messageId: string; status: MessageStatus }[] = [];
+      for (const o of batch.outcomes) {
+        if (o.kind === 'sent') updates.push({ messageId: o.messageId, status: 'sent' });
+        else if (o.kind === 'fail') updates.push({ messageId: o.messageId, status: 'failed' });
+        else if (o.kind === 'suppress') updates.push({ messageId: o.messageId, status: 'suppressed' });
+      }
+      if (updates.length > 0) await this.opts.onOutcomes(updates, this.clock.now());
+    }
     for (const r of batch.retries) await this.queue.retry(r.job.id, r.runAt, r.error);
     for (const d of batch.deadLetters) await this.queue.deadLetter(d.job, `${d.error.code}: ${d.error.message}`);
     await this.queue.ack(batch.done);

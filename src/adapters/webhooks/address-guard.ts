@@ -1,0 +1,69 @@
+/**
+ * The SSRF guard of outbound webhooks: which network addresses a customer's URL may reach. Only public unicast
+ * addresses may: loopback, private (RFC 1918), link-local (cloud metadata services live there), unique-local,
+ * carrier-grade NAT, multicast, broadcast, unspecified and reserved ranges are refused, and so is an IPv6 address
+ * that embeds an IPv4 one (mapped, 6to4, Teredo, NAT64), which could lead back to a refused IPv4 range.
+ *
+ * The check runs where the connection is made (`guardedLookup` resolves the name and refuses it when any address
+ * is refused), so a name that resolves to a public address when the endpoint is saved and to an internal one later
+ * (DNS rebinding) is still refused; literal addresses are also checked when an endpoint is saved.
+ */
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import ipaddr from 'ipaddr.js';
+
+/** The range that refuses `address` (e.g. `loopback`, `private`), or undefined when it is a public unicast one. */
+export function refusedRange(address: string): string | undefined {
+  const bare = address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1) : address;
+  if (!ipaddr.isValid(bare)) return 'invalid';
+  const parsed = ipaddr.parse(bare);
+  const range = parsed.range();
+  if (parsed.kind() === 'ipv6' && range === 'ipv4Mapped') {
+    return refusedRange((parsed as ipaddr.IPv6).toIPv4Address().toString());
+  }
+  return range === 'unicast' ? undefined : range;
+}
+
+/** True when `host` (a URL's hostname) is an IP address literal rather than a name. */
+export function isAddressLiteral(host: string): boolean {
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  return ipaddr.isValid(bare) && (bare.includes(':') || ipaddr.IPv4.isValidFourPartDecimal(bare));
+}
+
+/** The error a refused address gives (a connection error to undici: the attempt is logged and retried). */
+export class RefusedAddressError extends Error {
+  readonly code = 'EWEBHOOKADDRESS';
+  constructor(host: string, address: string, range: string) {
+    super(
+      host === address
+        ? `${address} is a ${range} address; webhooks may not be sent there (OMNI_WEBHOOK_ALLOW_PRIVATE=true allows it)`
+        : `${host} resolves to ${address}, a ${range} address; webhooks may not be sent there (OMNI_WEBHOOK_ALLOW_PRIVATE=true allows it)`,
+    );
+    this.name = 'RefusedAddressError';
+  }
+}
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+
+/** A `lookup` for `net.connect` that refuses names resolving to a refused address (any of them). */
+export function guardedLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
+  dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+    if (err) {
+      callback(err, []);
+      return;
+    }
+    for (const a of addresses) {
+      const range = refusedRange(a.address);
+      if (range) {
+        callback(new RefusedAddressError(hostname, a.address, range), []);
+        return;
+      }
+    }
+    const first = addresses[0];
+    if (!first) {
+      callback(Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' }), []);
+      return;
+    }
+    if (options.all) callback(null, addresses);
+    else callback(null, first.address, first.family);
+  });
+}
