@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- echo ingest batch e2e scaleout webhookdelivery]`: the performance bench. Every server runs as its own child process on a
+ * `npm run bench [-- echo ingest batch webhooks e2e scaleout webhookdelivery journeys]`: the performance bench. Every server runs as its own child process on a
  * fresh temp data directory; the load generator (autocannon) runs here, so client and server use different cores.
  * Prints machine info and a table of figures marked PASS/MISS against their targets, and writes
  * bench/results/latest.json. It never asserts: the exit code is 0 even when a target is missed (1 only when a
@@ -48,6 +48,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { Pool } from 'undici';
 import { computeTwilioSignature } from '../src/adapters/carriers/twilio/twilio-signature.ts';
+import { benchJourneys } from './journeys.ts';
 import {
   cpuMeter,
   killAllSync,
@@ -60,7 +61,7 @@ import {
 } from './lib/child.ts';
 import { machineInfo, notApplicable, type Row, renderMachine, renderTable, row } from './lib/report.ts';
 
-const SECTIONS = ['echo', 'ingest', 'batch', 'webhooks', 'e2e', 'scaleout', 'webhookdelivery'] as const;
+const SECTIONS = ['echo', 'ingest', 'batch', 'webhooks', 'e2e', 'scaleout', 'webhookdelivery', 'journeys'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -1167,6 +1168,11 @@ const RUNNERS: Record<Section, (ctx: Context) => Promise<void>> = {
   e2e: benchE2e,
   scaleout: benchScaleout,
   webhookdelivery: benchWebhookDelivery,
+  journeys: async (ctx) => {
+    const r = await benchJourneys();
+    ctx.rows.push(...r.rows);
+    ctx.raw.journeys = r.raw;
+  },
 };
 
 async function main(): Promise<number> {

@@ -19,6 +19,7 @@ import type { ContactStore } from '../ports/contact-store.ts';
 import type { JourneyContacts, JourneyMessaging } from '../ports/journey-deps.ts';
 import type { JourneyStore } from '../ports/journey-store.ts';
 import type { MessageRecord, MessageStore } from '../ports/store.ts';
+import type { NewWebhookEvent } from '../ports/webhook-store.ts';
 import type { AcceptMessages } from '../services/accept-messages.ts';
 import { BusinessEvents } from '../services/business-events.ts';
 import type { CarrierEventHooks } from '../services/carrier-events.ts';
@@ -48,6 +49,8 @@ export interface EngagementOptions {
   retry: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number };
   pollMs: number;
   onError: (name: string) => (err: unknown) => void;
+  /** Publishes events to the organization's webhook endpoints (contact.opted_out / contact.opted_in). */
+  publish?: (events: NewWebhookEvent[]) => Promise<unknown>;
 }
 
 /** Messages the product itself sends in answer to a keyword: never held back by consent (a STOP is confirmed). */
@@ -151,6 +154,24 @@ export class Engagement {
         `keyword-reply:${e.eventKey}`,
         { purpose: COMPLIANCE_REPLY },
       );
+    }
+    if ((outcome.action === 'opt_out' || outcome.action === 'opt_in') && outcome.replyBody && this.opts.publish) {
+      // A keyword that changed consent is news for the tenant's systems (a repeated STOP is not).
+      await this.opts.publish([
+        {
+          orgId,
+          type: outcome.action === 'opt_out' ? 'contact.opted_out' : 'contact.opted_in',
+          payload: JSON.stringify({
+            contactId: outcome.contactId,
+            channel: e.channel,
+            sender: outcome.scope === 'all' ? null : e.to,
+            scope: outcome.scope,
+            keyword: outcome.keyword,
+            at: new Date(e.occurredAt).toISOString(),
+          }),
+          at: e.occurredAt,
+        },
+      ]);
     }
     const contactId = 'contactId' in outcome ? outcome.contactId : await this.contactOf(orgId, e.channel, e.from);
     await this.runner.onInbound(orgId, contactId, e.channel, e.from, e.body, e.occurredAt);

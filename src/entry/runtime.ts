@@ -110,6 +110,7 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
     retry: config.retry,
     pollMs: config.workers.pollMs,
     onError,
+    publish: (events) => backend.webhooks.publishEvents(events),
   });
   const accept = new AcceptMessages(store, templates, clock, metrics, engagement.contacts);
   engagement.attach(accept);
