@@ -344,7 +344,9 @@ export class Compliance implements SendPolicy {
         sender: r.from === null ? null : senderIdentity(r.from),
         consents: contact ? consents.filter((c) => c.contactId === contact.id) : [],
         settings,
-        timeZone: zoneOf(r, contact, settings),
+        // Only marketing meets the send window: a transactional message needs no zone (deriving one costs).
+        timeZone:
+          r.purpose === 'marketing' && settings.quietHours ? zoneOf(r, contact, settings) : settings.defaultTimeZone,
         sends: sends.get(key) ?? [],
         at: r.at,
       });
