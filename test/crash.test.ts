@@ -5,12 +5,12 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, TEST_SECRET_KEY } from './support/harness.ts';
 import { dropSchema, newSchemaName, PG_URL, postgresForTests } from './support/postgres.ts';
+import { freePort, killHard } from './support/processes.ts';
 
 const KEY = 'omni_sk_crash_test_key_0000000000000000000';
 let dataDir = '';
@@ -20,16 +20,6 @@ let child: ChildProcess | undefined;
 afterAll(() => {
   child?.kill('SIGKILL');
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 async function start(port: number): Promise<void> {
   child = spawn(process.execPath, ['--import', 'tsx', 'src/entry/cli.ts', 'start'], {
@@ -50,15 +40,6 @@ async function start(port: number): Promise<void> {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok, 30_000, 50);
-}
-
-function kill(): Promise<void> {
-  const c = child;
-  if (!c || c.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    c.once('exit', () => resolve());
-    c.kill('SIGKILL');
-  });
 }
 
 const DESTINATIONS = [
@@ -154,7 +135,7 @@ describe.each(backends)('on $name', (backend) => {
       const submitting = submitWhileRunning(port, 6, 250, expected);
       // Kill at a different moment each round: during submission, during sending, while callbacks are pending.
       await new Promise((r) => setTimeout(r, 150 + round * 120));
-      await kill();
+      await killHard(child);
       await submitting;
     }
     expect(expected.size).toBeGreaterThan(2000);
@@ -177,6 +158,6 @@ describe.each(backends)('on $name', (backend) => {
     console.log(
       `crash test (${backend.name}): ${expected.size} accepted, ${stats.sends} sandbox sends, ${stats.duplicateSends} duplicate sends`,
     );
-    await kill();
+    await killHard(child);
   }, 240_000);
 });

@@ -10,7 +10,6 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,6 +18,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { TEST_SECRET_KEY } from './support/harness.ts';
 import { dropSchema, newSchemaName, PG_URL, postgresForTests } from './support/postgres.ts';
+import { freePort } from './support/processes.ts';
 import { deleteKeys, testPrefix } from './support/redis.ts';
 
 const KEY = 'omni_sk_fault_test_key_0000000000000000000';
@@ -71,17 +71,6 @@ interface Proc {
 }
 
 const live = new Set<Proc>();
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 function launch(name: string, command: string, args: string[], env: Record<string, string> = {}): Proc {
   const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });

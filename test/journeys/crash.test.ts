@@ -4,11 +4,11 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { eventually } from '../support/harness.ts';
+import { freePort, killHard } from '../support/processes.ts';
 
 const KEY = 'omni_sk_journey_crash_key_000000000000000';
 const dataDir = mkdtempSync(join(tmpdir(), 'omni-journey-crash-'));
@@ -18,16 +18,6 @@ afterAll(() => {
   child?.kill('SIGKILL');
   rmSync(dataDir, { recursive: true, force: true });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 async function start(port: number): Promise<void> {
   child = spawn(process.execPath, ['--import', 'tsx', 'src/entry/cli.ts', 'start'], {
@@ -45,15 +35,6 @@ async function start(port: number): Promise<void> {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok, 30_000, 50);
-}
-
-function kill(): Promise<void> {
-  const c = child;
-  if (!c || c.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    c.once('exit', () => resolve());
-    c.kill('SIGKILL');
-  });
 }
 
 async function api<T = any>(port: number, method: string, path: string, body?: unknown): Promise<T> {
@@ -93,7 +74,7 @@ it('finishes a journey run after the process is killed in the middle of it, send
     const run = await api(port, 'GET', `/v1/journey-runs/${runId}`);
     return run.stepId === 'pause' ? run : undefined;
   });
-  await kill();
+  await killHard(child);
   await start(port);
   const run = await eventually(async () => {
     const r = await api(port, 'GET', `/v1/journey-runs/${runId}`);
@@ -106,5 +87,5 @@ it('finishes a journey run after the process is killed in the middle of it, send
     .map((m) => m.body)
     .sort();
   expect(bodies).toEqual(['Step one', 'Step two']);
-  await kill();
+  await killHard(child);
 }, 90_000);

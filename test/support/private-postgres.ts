@@ -21,9 +21,9 @@ import {
   readFileSync,
   rmSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './processes.ts';
 
 const OS_USER = 'postgres';
 const isRoot = process.getuid?.() === 0;
@@ -89,18 +89,6 @@ export function privatePostgresForTests(): { run: true } | { run: false; reason:
   if (process.env.CI === 'true') throw new Error(`${reason}; CI requires it`);
   console.warn(`[tests] skipped private-PostgreSQL runs: ${reason}`);
   return { run: false, reason };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function run(bin: string, args: string[], cwd: string, timeoutMs: number): Promise<void> {
