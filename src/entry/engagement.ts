@@ -32,7 +32,7 @@ import { JourneyRuns } from '../services/journey-runs.ts';
 import { Journeys } from '../services/journeys.ts';
 import type { MessageInput } from '../services/message-input.ts';
 import { Segments } from '../services/segments.ts';
-import type { SendDecision, SendPolicy } from '../services/send-policy.ts';
+import type { SendPolicy } from '../services/send-policy.ts';
 import { WorkerLoop } from '../workers/worker-loop.ts';
 
 interface Stores {
@@ -53,7 +53,7 @@ export interface EngagementOptions {
   publish?: (events: NewWebhookEvent[]) => Promise<unknown>;
 }
 
-/** Messages the product itself sends in answer to a keyword: never held back by consent (a STOP is confirmed). */
+/** The purpose of the product's own answers to a keyword, which consent never holds back (a STOP is confirmed). */
 const COMPLIANCE_REPLY = 'compliance';
 
 export class Engagement {
@@ -111,18 +111,10 @@ export class Engagement {
     this.accept = accept;
   }
 
-  /** The workers' send policy: compliance, except for the product's own keyword replies. */
-  readonly policy: SendPolicy = {
-    decide: async (messages, now) => {
-      const checked = messages.filter((m) => m.purpose !== COMPLIANCE_REPLY);
-      if (checked.length === 0) return new Map<string, SendDecision>();
-      return this.compliance.decide(checked, now);
-    },
-    sent: async (messages, at) => {
-      const counted = messages.filter((m) => m.purpose !== COMPLIANCE_REPLY);
-      if (counted.length > 0) await this.compliance.sent(counted, at);
-    },
-  };
+  /** The workers' send policy (the product's own keyword replies pass: see Compliance). */
+  get policy(): SendPolicy {
+    return this.compliance;
+  }
 
   /** What carrier events do beyond statuses: keyword handling, replies to journeys, statuses to journeys. */
   readonly hooks: CarrierEventHooks = {

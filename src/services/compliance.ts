@@ -257,17 +257,19 @@ export class Compliance implements SendPolicy {
   // SendPolicy -------------------------------------------------------------------------------------------------
 
   async decide(messages: readonly MessageRecord[], now: number): Promise<Map<string, SendDecision>> {
-    const requests = messages.map((m) => requestOf(m, now));
-    const checks = await this.checkSends(requests);
+    const judged = messages.filter(isJudged);
     const out = new Map<string, SendDecision>();
+    if (judged.length === 0) return out;
+    const checks = await this.checkSends(judged.map((m) => requestOf(m, now)));
     checks.forEach((c, i) => {
-      if (c.kind !== 'allow') out.set((messages[i] as MessageRecord).id, c);
+      if (c.kind !== 'allow') out.set((judged[i] as MessageRecord).id, c);
     });
     return out;
   }
 
   async sent(messages: readonly MessageRecord[], at: number): Promise<void> {
-    await this.recordSends(messages.map((m) => ({ ...requestOf(m, at), messageId: m.id })));
+    const counted = messages.filter(isJudged);
+    if (counted.length > 0) await this.recordSends(counted.map((m) => ({ ...requestOf(m, at), messageId: m.id })));
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -378,6 +380,11 @@ function zoneOf(r: SendRequest, contact: ContactRecord | null, settings: Complia
     if (z) return z;
   }
   return settings.defaultTimeZone;
+}
+
+/** The product's own keyword answers (purpose `compliance`: a STOP is confirmed) are neither held back nor counted. */
+function isJudged(m: MessageRecord): boolean {
+  return m.purpose !== 'compliance';
 }
 
 function requestOf(m: MessageRecord, at: number): SendRequest & { messageId: string } {
