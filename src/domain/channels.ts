@@ -4,6 +4,7 @@
  */
 import { isValidPhoneNumber } from 'libphonenumber-js/max';
 import { ValidationError } from './errors.ts';
+import { memoize } from './memo.ts';
 
 export const CHANNELS = ['sms', 'mms', 'whatsapp', 'rcs', 'email', 'voice', 'push', 'chat', 'print'] as const;
 export type Channel = (typeof CHANNELS)[number];
@@ -47,17 +48,10 @@ const EMAIL_SHAPE =
 
 // libphonenumber-js compiles its metadata regexes on every call (~25 µs a number); validity of a given
 // string never changes, so a bounded memo keeps repeated destinations (OTPs, reminders, replies) cheap.
-const phoneMemo = new Map<string, boolean>();
-const PHONE_MEMO_LIMIT = 50_000;
+const validPhone = memoize((value) => isValidPhoneNumber(value), 50_000);
 
 export function isValidE164(value: string): boolean {
-  if (!E164_SHAPE.test(value)) return false;
-  const known = phoneMemo.get(value);
-  if (known !== undefined) return known;
-  const valid = isValidPhoneNumber(value);
-  if (phoneMemo.size >= PHONE_MEMO_LIMIT) phoneMemo.clear();
-  phoneMemo.set(value, valid);
-  return valid;
+  return E164_SHAPE.test(value) && validPhone(value);
 }
 
 export function isValidEmail(value: string): boolean {

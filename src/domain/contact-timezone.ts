@@ -12,19 +12,10 @@
 
 import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import { IANAZone } from 'luxon';
+import { memoize } from './memo.ts';
 
-const validity = new Map<string, boolean>();
-
-export function isValidTimeZone(zone: string): boolean {
-  // luxon builds an Intl.DateTimeFormat to answer (~50 µs); the set of zones is small, so answers are kept.
-  let v = validity.get(zone);
-  if (v === undefined) {
-    v = IANAZone.isValidZone(zone);
-    if (validity.size > 10_000) validity.clear();
-    validity.set(zone, v);
-  }
-  return v;
-}
+/** luxon builds an Intl.DateTimeFormat to answer (~50 µs); the set of zones is small, so answers are kept. */
+export const isValidTimeZone = memoize((zone) => IANAZone.isValidZone(zone), 10_000);
 
 /** One zone per ISO 3166 country: the only one, or the most populous (`CC:Zone` pairs, from tzdata's zone.tab). */
 const COUNTRY_ZONE_PAIRS = [
@@ -192,17 +183,7 @@ export function timeZoneOfCountry(country: string): string | null {
  * The most likely IANA zone of an E.164 number's holder, or null when the number cannot be parsed or its country
  * is unknown. Every zone returned is checked with luxon (an unknown one gives null rather than a bad zone).
  */
-const phoneZones = new Map<string, string | null>();
-
-export function timeZoneForPhone(e164: string): string | null {
-  let zone = phoneZones.get(e164);
-  if (zone === undefined) {
-    zone = deriveTimeZone(e164);
-    if (phoneZones.size > 50_000) phoneZones.clear();
-    phoneZones.set(e164, zone);
-  }
-  return zone;
-}
+export const timeZoneForPhone = memoize((e164) => deriveTimeZone(e164), 50_000);
 
 function deriveTimeZone(e164: string): string | null {
   const parsed = parsePhoneNumberFromString(e164);

@@ -7,6 +7,7 @@
 import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import { ADDRESS_KIND, type Channel } from '../domain/channels.ts';
 import { CircuitBreaker, type CircuitOptions, DEFAULT_CIRCUIT } from '../domain/circuit-breaker.ts';
+import { memoize } from '../domain/memo.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { MessageRecord, MessageStore, StoredSender } from '../ports/store.ts';
 import type { CarrierRegistry } from './carrier-registry.ts';
@@ -109,13 +110,5 @@ export class SenderRouting {
   }
 }
 
-const countryMemo = new Map<string, string | undefined>();
-
 /** ISO country of an E.164 number (memoized; numbers repeat). */
-export function countryOf(phone: string): string | undefined {
-  if (countryMemo.has(phone)) return countryMemo.get(phone);
-  const c = parsePhoneNumberFromString(phone)?.country;
-  if (countryMemo.size > 50_000) countryMemo.clear();
-  countryMemo.set(phone, c);
-  return c;
-}
+export const countryOf = memoize((phone): string | undefined => parsePhoneNumberFromString(phone)?.country, 50_000);
