@@ -16,6 +16,7 @@
  *   BENCH_E2E_TIMEOUT_S=600      give up waiting for delivery after this long
  *   BENCH_SANDBOX_DELAY_MS=0     OMNI_SANDBOX_DELAY_MS for the e2e server and the scaleout sandbox
  *   BENCH_SCALEOUT_MESSAGES=20000  messages per scaleout run (1, 2 and 4 worker processes)
+ *   BENCH_SCALEOUT_WORKERS=1,2,4 worker processes of the scaleout runs, one run each
  *   BENCH_SCALEOUT_TIMEOUT_S=300 give up waiting for delivery in a scaleout run after this long
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test  PostgreSQL for scaleout (a fresh schema per run)
  *   BENCH_REDIS_URL=redis://127.0.0.1:6379  Redis for scaleout (a fresh key prefix per run)
@@ -105,8 +106,11 @@ const webhookDelivery = {
   retryBaseMs: envInt('BENCH_WEBHOOK_RETRY_BASE_MS', 200),
   retryMaxMs: envInt('BENCH_WEBHOOK_RETRY_MAX_MS', 2000),
 };
-/** Worker processes of the scaleout runs. */
-const SCALEOUT_WORKERS = [1, 2, 4] as const;
+/** Worker processes of the scaleout runs (BENCH_SCALEOUT_WORKERS=1,2,4 by default). */
+const SCALEOUT_WORKERS = (process.env.BENCH_SCALEOUT_WORKERS || '1,2,4')
+  .split(',')
+  .map((s) => Number.parseInt(s, 10))
+  .filter((n) => Number.isInteger(n) && n > 0);
 
 const TARGETS = {
   ingestRps: { op: '>=', value: 15_000 },

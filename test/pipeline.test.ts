@@ -253,6 +253,28 @@ describe.each(backends)('on $name', (backend) => {
       await settled(a.id, 'delivered');
     });
 
+    it('batch: messages that share a send job each meet their own fate (retry, failure, delivery)', async () => {
+      // One batch is one transaction: its messages travel in shared send jobs. A retry moves one message to a
+      // job of its own; the others are not held back or sent twice.
+      const messages = [
+        ...Array.from({ length: 60 }, (_, i) => ({ to: `+1202555${String(3000 + i)}`, channel: 'sms', body: `n${i}` })),
+        { to: '+12025550191', channel: 'sms', body: 'retry once' },
+        { to: '+12025550190', channel: 'sms', body: 'invalid' },
+      ];
+      const r = await s.api('POST', '/v1/messages/batch', { messages });
+      expect(r.status).toBe(200);
+      const ids = (r.body.items as { id: string }[]).map((it) => it.id);
+      const retried = await settled(ids[60] as string, 'delivered');
+      expect(retried.attempts).toBe(2);
+      expect(statuses(retried)).toEqual(['queued', 'sending', 'queued', 'sending', 'sent', 'delivered']);
+      const failed = await settled(ids[61] as string, 'failed');
+      expect(failed.attempts).toBe(1);
+      for (const id of ids.slice(0, 60)) {
+        const m = await settled(id, 'delivered');
+        expect(statuses(m)).toEqual(['queued', 'sending', 'sent', 'delivered']);
+      }
+    });
+
     it('lists with filters and cursor pagination', async () => {
       const created = [];
       for (let i = 0; i < 5; i++)

@@ -156,8 +156,15 @@ export interface ApiKeyRecord {
 }
 
 export interface MessageStore {
-  /** Inserts messages, their first history entries and their send jobs, in one transaction. */
-  acceptMessages(messages: readonly NewMessage[], jobs: readonly NewJob[]): Promise<AcceptOutcome[]>;
+  /**
+   * Inserts messages, their first history entries and their send jobs, in one transaction. `jobsFor` is given
+   * the messages that were accepted (in order; those whose idempotency key was taken are left out) and returns the
+   * jobs to write with them.
+   */
+  acceptMessages(
+    messages: readonly NewMessage[],
+    jobsFor: (accepted: readonly NewMessage[]) => readonly NewJob[],
+  ): Promise<AcceptOutcome[]>;
   findIdempotentResponse(orgId: string, key: string): Promise<{ requestHash: string; response: string } | undefined>;
   getMessage(orgId: string, id: string): Promise<MessageRecord | undefined>;
   getHistory(messageId: string): Promise<HistoryEntry[]>;

@@ -30,8 +30,13 @@ export type BatchItem = Accepted | { error: { code: string; message: string; fie
 
 const itemChecker = compileChecker<MessageInput>(MessageInputSchema);
 
-/** The send job of a message; its id makes a second enqueue of the same message a no-op. */
-export function sendJob(m: Pick<NewMessage, 'id' | 'orgId' | 'priority' | 'sendAt' | 'createdAt'>): NewJob {
+/** Messages one send job carries at most: the queue then does one operation per batch, not one per message. */
+export const SEND_JOB_MESSAGES = 50;
+
+type JobSource = Pick<NewMessage, 'id' | 'orgId' | 'priority' | 'sendAt' | 'createdAt'>;
+
+/** The send job of one message; its id (`send:<message id>`) makes a second enqueue of the same message a no-op. */
+export function sendJob(m: JobSource): NewJob {
   return {
     id: `send:${m.id}`,
     queue: SEND_QUEUE,
@@ -40,6 +45,43 @@ export function sendJob(m: Pick<NewMessage, 'id' | 'orgId' | 'priority' | 'sendA
     priority: m.priority,
     runAt: m.sendAt ?? m.createdAt,
   };
+}
+
+/**
+ * The send jobs of newly accepted messages: one job per run of messages that share organization, priority and
+ * due time, with up to `SEND_JOB_MESSAGES` message ids (space-separated) as its payload. A job of one message is
+ * that message's own job (`sendJob`). Retries and deferrals always get a message's own job.
+ */
+export function sendJobs(ms: readonly JobSource[], perJob = SEND_JOB_MESSAGES): NewJob[] {
+  const groups = new Map<string, JobSource[]>();
+  for (const m of ms) {
+    const key = `${m.orgId}\u0000${m.priority}\u0000${m.sendAt ?? m.createdAt}`;
+    const g = groups.get(key);
+    if (g) g.push(m);
+    else groups.set(key, [m]);
+  }
+  const jobs: NewJob[] = [];
+  for (const g of groups.values()) {
+    for (let i = 0; i < g.length; i += perJob) {
+      const chunk = g.slice(i, i + perJob);
+      const first = chunk[0] as JobSource;
+      if (chunk.length === 1) {
+        jobs.push(sendJob(first));
+        continue;
+      }
+      jobs.push({
+        ...sendJob(first),
+        id: `send:${first.id}+${chunk.length}`,
+        payload: chunk.map((m) => m.id).join(' '),
+      });
+    }
+  }
+  return jobs;
+}
+
+/** The message ids a send job carries. */
+export function sendJobMessageIds(job: Pick<NewJob, 'payload'>): string[] {
+  return job.payload.split(' ');
 }
 
 /** Finds a contact's address for a channel; throws a ValidationError naming `field` when there is none. */
@@ -60,7 +102,7 @@ export class AcceptMessages {
     private readonly recipients?: RecipientResolver,
   ) {
     this.group = new GroupCommitter<NewMessage, boolean>(async (ms) => {
-      const outcomes = await this.store.acceptMessages(ms, ms.map(sendJob));
+      const outcomes = await this.store.acceptMessages(ms, (accepted) => sendJobs(accepted));
       return outcomes.map((o) => o.ok);
     });
   }
@@ -147,7 +189,7 @@ export class AcceptMessages {
         results[i] = { error: { code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) } };
       }
     }
-    if (valid.length > 0) await this.store.acceptMessages(valid, valid.map(sendJob));
+    if (valid.length > 0) await this.store.acceptMessages(valid, (accepted) => sendJobs(accepted));
     const perChannel = new Map<Channel, number>();
     for (let j = 0; j < valid.length; j++) {
       const m = valid[j] as NewMessage;

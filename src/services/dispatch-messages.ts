@@ -11,10 +11,10 @@ import { isSegmentedChannel, segmentSms, smsCost } from '../domain/sms-encoding.
 import type { Carrier, SenderRecord, SendRequest, SendResult } from '../ports/carrier.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { PipelineMetrics } from '../ports/metrics.ts';
-import type { Job, JobQueue } from '../ports/queue.ts';
+import type { Job, JobQueue, NewJob } from '../ports/queue.ts';
 import type { RateLimiter } from '../ports/rate-limiter.ts';
 import type { MessageRecord, MessageStore, SendOutcome, StoredSender } from '../ports/store.ts';
-import { SEND_QUEUE } from './accept-messages.ts';
+import { SEND_JOB_MESSAGES, SEND_QUEUE, sendJobMessageIds } from './accept-messages.ts';
 import type { CarrierRegistry } from './carrier-registry.ts';
 import { ALLOW_ALL, type SendPolicy } from './send-policy.ts';
 import type { SenderRouting } from './sender-routing.ts';
@@ -65,34 +65,42 @@ export class DispatchMessages {
 
   /** Processes one batch of due jobs; returns how many jobs it took. */
   async runOnce(): Promise<number> {
-    const jobs = await this.queue.claim(SEND_QUEUE, this.opts.batchSize, this.opts.leaseMs);
+    const jobs = await this.claimJobs();
     if (jobs.length === 0) return 0;
     const now = this.clock.now();
+    const entries = messageEntries(jobs);
     // The message lease ends a little before the job's, so a job that comes back after a crash finds its
     // message claimable again.
     const claimed = await this.store.claimForSending(
-      jobs.map((j) => j.payload),
+      entries.map((e) => e.messageId),
       now,
       now + Math.max(1, this.opts.leaseMs - 1000),
     );
     const byId = new Map(claimed.map((m) => [m.id, m]));
-    const batch: Batch = { done: [], outcomes: [], retries: [], deadLetters: [], affinity: [], sentMessages: [] };
+    const batch: Batch = {
+      done: new Set(),
+      outcomes: [],
+      retries: [],
+      deadLetters: [],
+      affinity: [],
+      sentMessages: [],
+    };
     const work: Work[] = [];
     const policy = this.opts.policy ?? ALLOW_ALL;
     const decisions = await policy.decide(claimed, now);
-    for (const job of jobs) {
-      const message = byId.get(job.payload);
+    for (const { job, messageId } of entries) {
+      const message = byId.get(messageId);
       if (!message) {
-        await this.releaseUnclaimed(job, batch.done);
+        await this.releaseUnclaimed(job, messageId, batch);
         continue;
       }
       const d = decisions.get(message.id);
       if (d?.kind === 'suppress') {
         batch.outcomes.push({ messageId: message.id, kind: 'suppress', at: now, reason: d.reason, code: d.code });
-        batch.done.push(job.id);
+        batch.done.add(job.id);
       } else if (d?.kind === 'defer') {
         batch.outcomes.push({ messageId: message.id, kind: 'defer', at: now, until: d.until, reason: d.reason });
-        batch.retries.push({ job, runAt: d.until, error: `deferred: ${d.reason}` });
+        batch.retries.push({ job, messageId: message.id, runAt: d.until, error: `deferred: ${d.reason}` });
       } else {
         work.push({ job, message, choice: false });
       }
@@ -108,7 +116,7 @@ export class DispatchMessages {
           message: `no sender is configured for channel '${w.message.channel}' and this recipient`,
         };
         batch.outcomes.push({ messageId: w.message.id, kind: 'fail', error, at: now });
-        batch.done.push(w.job.id);
+        batch.done.add(w.job.id);
       } else if (route.kind === 'wait') {
         const error = {
           code: 'senders_unavailable',
@@ -160,7 +168,7 @@ export class DispatchMessages {
             if (r.ok) {
               batch.outcomes.push(sentOutcome(m, sender, r.providerMessageId, r.cost, at));
               batch.sentMessages.push(m);
-              batch.done.push(it.w.job.id);
+              batch.done.add(it.w.job.id);
               if (it.w.choice)
                 batch.affinity.push({ orgId: m.orgId, channel: m.channel, recipient: m.to, senderId: sender.id });
               counts.sent++;
@@ -171,7 +179,12 @@ export class DispatchMessages {
                 // Held back by our own limiter: nothing was attempted, so no attempt is spent.
                 const until = at + (r.retryAfterMs ?? 1000);
                 batch.outcomes.push({ messageId: m.id, kind: 'defer', at, until, reason: RATE_LIMITED });
-                batch.retries.push({ job: it.w.job, runAt: until, error: `deferred: ${RATE_LIMITED}` });
+                batch.retries.push({
+                  job: it.w.job,
+                  messageId: m.id,
+                  runAt: until,
+                  error: `deferred: ${RATE_LIMITED}`,
+                });
                 counts.retry++;
               } else if (it.rest.length > 0) {
                 next.push({ w: it.w, senders: it.rest });
@@ -189,7 +202,7 @@ export class DispatchMessages {
                 senderId: sender.id,
                 provider: sender.provider,
               });
-              batch.done.push(it.w.job.id);
+              batch.done.add(it.w.job.id);
               counts.fail++;
             }
           });
@@ -214,10 +227,43 @@ export class DispatchMessages {
       }
       if (updates.length > 0) await this.opts.onOutcomes(updates, this.clock.now());
     }
-    for (const r of batch.retries) await this.queue.retry(r.job.id, r.runAt, r.error);
-    for (const d of batch.deadLetters) await this.queue.deadLetter(d.job, `${d.error.code}: ${d.error.message}`);
-    await this.queue.ack(batch.done);
+    // A job of one message is retried or dead-lettered itself; a message of a shared job goes on in a job of its
+    // own (enqueued before the shared job is acknowledged, so a crash in between loses nothing).
+    const ownJobs: NewJob[] = [];
+    for (const r of batch.retries) {
+      if (isShared(r.job)) ownJobs.push(messageJob(r.job, r.messageId, r.runAt));
+      else await this.queue.retry(r.job.id, r.runAt, r.error);
+    }
+    if (ownJobs.length > 0) await this.queue.enqueue(ownJobs);
+    for (const d of batch.deadLetters) {
+      const job = isShared(d.job) ? { ...messageJob(d.job, d.messageId, now), attempts: d.job.attempts } : d.job;
+      await this.queue.deadLetter(job, `${d.error.code}: ${d.error.message}`);
+    }
+    for (const job of jobs) if (isShared(job)) batch.done.add(job.id);
+    await this.queue.ack([...batch.done]);
     return jobs.length;
+  }
+
+  /**
+   * Due send jobs for about `batchSize` messages: a job carries up to `SEND_JOB_MESSAGES` of them, so a first
+   * claim takes as many jobs as would fill the batch if each were full, later claims size themselves by what
+   * the jobs held so far (jobs of one message, such as retries, are claimed in bulk on the second round).
+   */
+  private async claimJobs(): Promise<Job[]> {
+    const { batchSize, leaseMs } = this.opts;
+    const jobs: Job[] = [];
+    let messages = 0;
+    for (let round = 0; round < 3 && messages < batchSize; round++) {
+      const perJob = jobs.length === 0 ? SEND_JOB_MESSAGES : Math.max(1, messages / jobs.length);
+      const want = Math.max(1, Math.ceil((batchSize - messages) / perJob));
+      const got = await this.queue.claim(SEND_QUEUE, want, leaseMs);
+      for (const j of got) {
+        jobs.push(j);
+        messages += sendJobMessageIds(j).length;
+      }
+      if (got.length < want) break;
+    }
+    return jobs;
   }
 
   /** A retryable failure: back off and try again, or give up when the attempts are spent. */
@@ -227,7 +273,7 @@ export class DispatchMessages {
     if (hasAttemptsLeft(this.opts.retry, w.message.attempts)) {
       const retryAt = at + backoffDelay(this.opts.retry, w.message.attempts, this.opts.random, r.retryAfterMs);
       batch.outcomes.push({ messageId: id, kind: 'retry', error: r.error, at, retryAt });
-      batch.retries.push({ job: w.job, runAt: retryAt, error: `${r.error.code}: ${r.error.message}` });
+      batch.retries.push({ job: w.job, messageId: id, runAt: retryAt, error: `${r.error.code}: ${r.error.message}` });
       return;
     }
     const error = { ...r.error, message: `${r.error.message} (gave up after ${w.message.attempts} attempts)` };
@@ -238,16 +284,24 @@ export class DispatchMessages {
       at,
       ...(sender ? { senderId: sender.id, provider: sender.provider } : {}),
     });
-    batch.deadLetters.push({ job: w.job, error });
+    batch.deadLetters.push({ job: w.job, messageId: id, error });
   }
 
-  /** A job whose message was not claimable: done unless another attempt holds it (then look again later). */
-  private async releaseUnclaimed(job: Job, done: string[]): Promise<void> {
-    const m = job.orgId ? await this.store.getMessage(job.orgId, job.payload) : undefined;
+  /**
+   * A message that was not claimable: nothing to do unless another attempt holds it (then its job looks again
+   * after that attempt's lease).
+   */
+  private async releaseUnclaimed(job: Job, messageId: string, batch: Batch): Promise<void> {
+    const m = job.orgId ? await this.store.getMessage(job.orgId, messageId) : undefined;
     if (m && m.status === 'sending') {
-      await this.queue.retry(job.id, this.clock.now() + this.opts.leaseMs, 'message busy in another attempt');
+      batch.retries.push({
+        job,
+        messageId,
+        runAt: this.clock.now() + this.opts.leaseMs,
+        error: 'message busy in another attempt',
+      });
     } else {
-      done.push(job.id);
+      batch.done.add(job.id);
     }
   }
 
@@ -341,13 +395,46 @@ function sentOutcome(
   };
 }
 
+/** What became of the jobs of one run: `done` jobs are acknowledged; a retried message goes on later. */
 interface Batch {
-  done: string[];
+  done: Set<string>;
   outcomes: SendOutcome[];
-  retries: { job: Job; runAt: number; error: string }[];
-  deadLetters: { job: Job; error: MessageError }[];
+  retries: { job: Job; messageId: string; runAt: number; error: string }[];
+  deadLetters: { job: Job; messageId: string; error: MessageError }[];
   affinity: { orgId: string; channel: Channel; recipient: string; senderId: string }[];
   sentMessages: MessageRecord[];
+}
+
+/**
+ * Each message of the jobs once, with the job that decides its fate: when a message is in its own job and in a
+ * shared one (the sweeper re-enqueued it), its own job (a shared job is acknowledged whatever its messages do).
+ */
+function messageEntries(jobs: readonly Job[]): { job: Job; messageId: string }[] {
+  const byMessage = new Map<string, Job>();
+  for (const job of jobs) {
+    for (const messageId of sendJobMessageIds(job)) {
+      const held = byMessage.get(messageId);
+      if (!held || isShared(held)) byMessage.set(messageId, job);
+    }
+  }
+  return [...byMessage].map(([messageId, job]) => ({ job, messageId }));
+}
+
+/** A job carrying several messages (see `sendJobs`). */
+function isShared(job: Job): boolean {
+  return job.payload.includes(' ');
+}
+
+/** The own job of one message of a shared job, due at `runAt`. */
+function messageJob(shared: Job, messageId: string, runAt: number): NewJob {
+  return {
+    id: `send:${messageId}`,
+    queue: shared.queue,
+    payload: messageId,
+    orgId: shared.orgId,
+    priority: shared.priority,
+    runAt,
+  };
 }
 
 function missingResult(): MessageError {

@@ -153,7 +153,7 @@ function postgresSuites(): void {
 
     it('reads bigint columns back as numbers and a cost as the exact double', async () => {
       const m = outbound({ createdAt: 1_767_225_600_123 });
-      await store().acceptMessages([m], [sendJob(m)]);
+      await store().acceptMessages([m], (acc) => acc.map(sendJob));
       await store().claimForSending([m.id], m.createdAt + 1, m.createdAt + 2);
       const cost = 0.1 + 0.2;
       await store().recordSendOutcomes([
@@ -185,7 +185,7 @@ function postgresSuites(): void {
       await queues[0]!.enqueue([{ ...sendJob(outbound()), queue: 'send' }]);
       await vi.waitFor(() => expect(theirs).toEqual(['send']));
       const m = outbound();
-      await stores[0]!.acceptMessages([m], [sendJob(m)]);
+      await stores[0]!.acceptMessages([m], (acc) => acc.map(sendJob));
       const s = await sender();
       await stores[0]!.storeCarrierEvents(
         s,
@@ -238,7 +238,7 @@ function postgresSuites(): void {
 
     it('claims each message for exactly one of several concurrent workers', async () => {
       const ms = Array.from({ length: 60 }, () => outbound());
-      await store().acceptMessages(ms, ms.map(sendJob));
+      await store().acceptMessages(ms, (acc) => acc.map(sendJob));
       const ids = ms.map((m) => m.id);
       const now = t0 + 1000;
       // Every worker asks for all of them, in a different order.
@@ -261,7 +261,7 @@ function postgresSuites(): void {
     it('never lowers a status when processes report on the same messages concurrently', async () => {
       const s = await sender();
       const ms = Array.from({ length: 20 }, () => outbound());
-      await store().acceptMessages(ms, ms.map(sendJob));
+      await store().acceptMessages(ms, (acc) => acc.map(sendJob));
       await store().claimForSending(
         ms.map((m) => m.id),
         t0 + 1,
@@ -339,7 +339,7 @@ function postgresSuites(): void {
         const m = outbound({
           idempotency: { key: 'race-key', requestHash: `h${i}`, response: `{"n":${i}}` },
         });
-        return st.acceptMessages([m], [sendJob(m)]);
+        return st.acceptMessages([m], (acc) => acc.map(sendJob));
       });
       const outcomes = (await Promise.all(attempts)).flat();
       expect(outcomes.filter((o) => o.ok)).toHaveLength(1);

@@ -84,7 +84,7 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
     }
 
     async function accept(...messages: NewMessage[]) {
-      return store.acceptMessages(messages, messages.map(sendJob));
+      return store.acceptMessages(messages, (acc) => acc.map(sendJob));
     }
 
     async function createSender(orgId = org, overrides: Partial<StoredSender> = {}): Promise<StoredSender> {
@@ -229,7 +229,7 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
           { id: 'custom-a', queue: 'other', payload: JSON.stringify({ m: a.id }), orgId: org, priority: 2, runAt },
           { id: 'custom-b', queue: 'other', payload: JSON.stringify({ m: b.id }), orgId: null, priority: 0, runAt },
         ];
-        await store.acceptMessages([a, b], custom);
+        await store.acceptMessages([a, b], () => custom);
         expect(await queue.claim(SEND_QUEUE, 10, MINUTE)).toEqual([]);
         const claimed = await queue.claim('other', 10, MINUTE);
         expect(claimed.map((j) => [j.id, j.payload, j.orgId, j.priority])).toEqual([
@@ -343,6 +343,23 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
         expect(await store.getMessage(org, c.id)).toBeUndefined();
         const jobs = await queue.claim(SEND_QUEUE, 10, MINUTE);
         expect(jobs.map((j) => j.payload).sort()).toEqual([a.id, b.id].sort());
+      });
+
+      it('asks for the jobs of the accepted messages only, and writes no job when none was accepted', async () => {
+        const a = outbound({ idempotency: idem('jobs-for-key', 'h1') });
+        const b = outbound();
+        const c = outbound({ idempotency: idem('jobs-for-key', 'h2') });
+        const asked: string[][] = [];
+        const shared = (acc: readonly NewMessage[]): NewJob[] => {
+          asked.push(acc.map((m) => m.id));
+          return [{ ...sendJob(acc[0] as NewMessage), id: 'shared', payload: acc.map((m) => m.id).join(' ') }];
+        };
+        await store.acceptMessages([a, b, c], shared);
+        expect(asked).toEqual([[a.id, b.id]]);
+        await store.acceptMessages([outbound({ idempotency: idem('jobs-for-key', 'h3') })], shared);
+        expect(asked).toHaveLength(1);
+        const jobs = await queue.claim(SEND_QUEUE, 10, MINUTE);
+        expect(jobs.map((j) => [j.id, j.payload])).toEqual([['shared', `${a.id} ${b.id}`]]);
       });
 
       it('scopes keys to the organization', async () => {

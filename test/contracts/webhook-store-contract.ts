@@ -101,7 +101,7 @@ export function webhookStoreContract(name: string, make: () => Promise<WebhookSt
     });
 
     async function accept(...ms: NewMessage[]): Promise<void> {
-      await messages.acceptMessages(ms, ms.map(sendJob));
+      await messages.acceptMessages(ms, (acc) => acc.map(sendJob));
     }
 
     async function sender(): Promise<StoredSender> {

@@ -95,7 +95,7 @@ if (pg.run) {
         }));
         await messages.acceptMessages(
           ms,
-          ms.map((m) => ({ id: `send:${m.id}`, queue: 'send', payload: m.id, orgId: org, priority: 1, runAt: t0 })),
+          (acc) => acc.map((m) => ({ id: `send:${m.id}`, queue: 'send', payload: m.id, orgId: org, priority: 1, runAt: t0 })),
         );
         const plan = (input: Parameters<Parameters<PgWebhookStore['dispatchEvents']>[2]>[0]) => ({
           payloads: new Map(input.events.map((e) => [e.id, '{}'])),
@@ -196,7 +196,7 @@ if (pg.run) {
         }));
         await msgStores[0]!.acceptMessages(
           ms,
-          ms.map((m) => ({ id: `send:${m.id}`, queue: 'send', payload: m.id, orgId: org, priority: 1, runAt: t0 })),
+          (acc) => acc.map((m) => ({ id: `send:${m.id}`, queue: 'send', payload: m.id, orgId: org, priority: 1, runAt: t0 })),
         );
         const plan = (input: Parameters<Parameters<PgWebhookStore['dispatchEvents']>[2]>[0]) => ({
           payloads: new Map(input.events.map((e) => [e.id, '{}'])),

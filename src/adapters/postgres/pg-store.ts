@@ -182,8 +182,10 @@ function writeBack(rows: readonly LockedRow[]): RawBuilder<unknown> {
 export class PgStore implements MessageStore {
   constructor(private readonly h: PgHandle) {}
 
-  async acceptMessages(messages: readonly NewMessage[], jobs: readonly NewJob[]): Promise<AcceptOutcome[]> {
-    if (jobs.length !== messages.length) throw new Error('acceptMessages: one job per message');
+  async acceptMessages(
+    messages: readonly NewMessage[],
+    jobsFor: (accepted: readonly NewMessage[]) => readonly NewJob[],
+  ): Promise<AcceptOutcome[]> {
     if (messages.length === 0) return [];
     const queues = new Set<string>();
     const outcomes = await inTransaction(this.h, async (trx) => {
@@ -217,17 +219,12 @@ export class PgStore implements MessageStore {
         for (const [k, i] of claims) if (!inserted.has(k)) out[i] = { ok: false, reason: 'idempotency_key_taken' };
       }
 
-      const msgRows: unknown[][] = [];
-      const jobRows: unknown[][] = [];
+      const accepted = messages.filter((_, i) => out[i]?.ok);
+      const msgRows = accepted.map(outboundMessageRow);
+      const jobs = accepted.length > 0 ? jobsFor(accepted) : [];
+      const jobRows = jobs.map(jobRow);
       queues.clear();
-      for (let i = 0; i < messages.length; i++) {
-        if (!out[i]?.ok) continue;
-        const m = messages[i] as NewMessage;
-        const j = jobs[i] as NewJob;
-        msgRows.push(outboundMessageRow(m));
-        jobRows.push(jobRow(j));
-        queues.add(j.queue);
-      }
+      for (const j of jobs) queues.add(j.queue);
       if (msgRows.length > 0) {
         // Messages, their first history entries (derived from the inserted rows) and their jobs, in one statement;
         // the NOTIFY is delivered by PostgreSQL when the transaction commits.

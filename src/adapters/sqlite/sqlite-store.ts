@@ -61,35 +61,6 @@ const MESSAGE_COLS = [
 const HISTORY_COLS = ['message_id', 'status', 'at', 'applied', 'detail'] as const;
 export const JOB_COLS = ['id', 'queue', 'priority', 'run_at', 'org_id', 'payload'] as const;
 
-/**
- * When each job is `{id: prefix + message id, payload: message id, org, priority, runAt: sendAt ?? createdAt}` on
- * one queue (the send jobs the accept service makes), returns that prefix and queue.
- */
-function derivableJobs(
-  messages: readonly NewMessage[],
-  jobs: readonly NewJob[],
-): { prefix: string; queue: string } | undefined {
-  const first = jobs[0];
-  const m0 = messages[0];
-  if (!first || !m0 || !first.id.endsWith(m0.id)) return undefined;
-  const prefix = first.id.slice(0, first.id.length - m0.id.length);
-  for (let i = 0; i < jobs.length; i++) {
-    const j = jobs[i] as NewJob;
-    const m = messages[i] as NewMessage;
-    if (
-      j.queue !== first.queue ||
-      j.id !== prefix + m.id ||
-      j.payload !== m.id ||
-      j.orgId !== m.orgId ||
-      j.priority !== m.priority ||
-      j.runAt !== (m.sendAt ?? m.createdAt)
-    ) {
-      return undefined;
-    }
-  }
-  return { prefix, queue: first.queue };
-}
-
 export class SqliteStore implements MessageStore {
   private readonly h: SqliteHandle;
   // biome-ignore lint/suspicious/noExplicitAny: dynamic queries over an untyped schema
@@ -100,13 +71,15 @@ export class SqliteStore implements MessageStore {
     this.k = handle.kysely;
   }
 
-  async acceptMessages(messages: readonly NewMessage[], jobs: readonly NewJob[]): Promise<AcceptOutcome[]> {
-    if (jobs.length !== messages.length) throw new Error('acceptMessages: one job per message');
+  async acceptMessages(
+    messages: readonly NewMessage[],
+    jobsFor: (accepted: readonly NewMessage[]) => readonly NewJob[],
+  ): Promise<AcceptOutcome[]> {
     const h = this.h;
+    const queues = new Set<string>();
     const outcomes = h.db.transaction((): AcceptOutcome[] => {
       const out: AcceptOutcome[] = new Array(messages.length);
-      const msgRows: unknown[][] = [];
-      const jobRows: unknown[][] = [];
+      const accepted: NewMessage[] = [];
       const idem = h.stmt(
         'INSERT INTO idempotency_keys (org_id, key, request_hash, response, created_at) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING',
       );
@@ -126,32 +99,23 @@ export class SqliteStore implements MessageStore {
           }
         }
         out[i] = { ok: true };
-        msgRows.push(outboundMessageRow(m));
-        jobRows.push(jobRow(jobs[i] as NewJob));
+        accepted.push(m);
       }
+      if (accepted.length === 0) return out;
       // The first history entry of each new message is derived from its row in SQL (rows inserted in this
       // transaction have the highest rowids), which saves binding five values per message.
       const lastRowid = h.stmt('SELECT coalesce(max(rowid), 0) FROM messages').pluck().get() as number;
-      insertRows(h, 'messages', MESSAGE_COLS, msgRows);
+      insertRows(h, 'messages', MESSAGE_COLS, accepted.map(outboundMessageRow));
       h.stmt(
         `INSERT INTO message_history (message_id, status, at, applied, detail)
          SELECT id, status, created_at, 1, CASE WHEN status = 'scheduled' THEN json_object('sendAt', send_at) END
          FROM messages WHERE rowid > ? ORDER BY rowid`,
       ).run(lastRowid);
-      const derived = derivableJobs(messages, jobs);
-      if (derived) {
-        // Every job is the message's canonical send job: derive those rows in SQL as well.
-        h.stmt(
-          `INSERT INTO jobs (id, queue, priority, run_at, org_id, payload)
-           SELECT ? || id, ?, priority, coalesce(send_at, created_at), org_id, id FROM messages WHERE rowid > ? ORDER BY rowid
-           ON CONFLICT DO NOTHING`,
-        ).run(derived.prefix, derived.queue, lastRowid);
-      } else {
-        insertRows(h, 'jobs', JOB_COLS, jobRows, ' ON CONFLICT DO NOTHING');
-      }
+      const jobs = jobsFor(accepted);
+      if (jobs.length > 0) insertRows(h, 'jobs', JOB_COLS, jobs.map(jobRow), ' ON CONFLICT DO NOTHING');
+      for (const j of jobs) queues.add(j.queue);
       return out;
     })();
-    const queues = new Set(jobs.map((j) => j.queue));
     for (const q of queues) h.jobsWritten.emit('queue', q);
     return outcomes;
   }
