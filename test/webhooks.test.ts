@@ -514,10 +514,9 @@ describe('webhook delivery over days (manual clock)', () => {
     };
   }
   const accept = (m: NewMessage) =>
-    messages.acceptMessages(
-      [m],
-      () => [{ id: `send:${m.id}`, queue: 'send', payload: m.id, orgId: m.orgId, priority: 1, runAt: m.createdAt }],
-    );
+    messages.acceptMessages([m], () => [
+      { id: `send:${m.id}`, queue: 'send', payload: m.id, orgId: m.orgId, priority: 1, runAt: m.createdAt },
+    ]);
 
   it('retries a delivery for three days, disables an endpoint failing for five and tells the others', async () => {
     await open('disable');

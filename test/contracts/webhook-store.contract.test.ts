@@ -93,9 +93,8 @@ if (pg.run) {
           priority: 1,
           createdAt: t0,
         }));
-        await messages.acceptMessages(
-          ms,
-          (acc) => acc.map((m) => ({ id: `send:${m.id}`, queue: 'send', payload: m.id, orgId: org, priority: 1, runAt: t0 })),
+        await messages.acceptMessages(ms, (acc) =>
+          acc.map((m) => ({ id: `send:${m.id}`, queue: 'send', payload: m.id, orgId: org, priority: 1, runAt: t0 })),
         );
         const plan = (input: Parameters<Parameters<PgWebhookStore['dispatchEvents']>[2]>[0]) => ({
           payloads: new Map(input.events.map((e) => [e.id, '{}'])),
@@ -194,9 +193,8 @@ if (pg.run) {
           priority: 1,
           createdAt: t0,
         }));
-        await msgStores[0]!.acceptMessages(
-          ms,
-          (acc) => acc.map((m) => ({ id: `send:${m.id}`, queue: 'send', payload: m.id, orgId: org, priority: 1, runAt: t0 })),
+        await msgStores[0]!.acceptMessages(ms, (acc) =>
+          acc.map((m) => ({ id: `send:${m.id}`, queue: 'send', payload: m.id, orgId: org, priority: 1, runAt: t0 })),
         );
         const plan = (input: Parameters<Parameters<PgWebhookStore['dispatchEvents']>[2]>[0]) => ({
           payloads: new Map(input.events.map((e) => [e.id, '{}'])),
