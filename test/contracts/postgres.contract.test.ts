@@ -9,6 +9,7 @@
  * the suite is skipped with a warning, except under CI (`CI=true`), where that is a failure.
  */
 import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../src/adapters/clock/system-clock.ts';
@@ -16,6 +17,7 @@ import { openPostgres, type PgHandle } from '../../src/adapters/postgres/databas
 import { PgJobQueue } from '../../src/adapters/postgres/pg-job-queue.ts';
 import { PgStore } from '../../src/adapters/postgres/pg-store.ts';
 import { migrateToLatest } from '../../src/adapters/sql/migrations.ts';
+import { foldStatusCountShards } from '../../src/adapters/sql/migrations-status-counts.ts';
 import { newId } from '../../src/domain/ids.ts';
 import { rankOf } from '../../src/domain/message-status.ts';
 import type { CarrierEvent } from '../../src/ports/carrier.ts';
@@ -308,6 +310,55 @@ function postgresSuites(): void {
         expect(applied.length).toBeGreaterThanOrEqual(3);
         for (let i = 1; i < applied.length; i++) expect(applied[i]).toBeGreaterThan(applied[i - 1]!);
       }
+    });
+
+    it('keeps the counts by status exact under concurrent writers, and folds the rows of ended backends', async () => {
+      const ms = Array.from({ length: 80 }, () => outbound());
+      await Promise.all(
+        stores.map((st, i) => st.acceptMessages(ms.slice(i * 20, i * 20 + 20), (acc) => acc.map(sendJob))),
+      );
+      const ids = ms.map((m) => m.id);
+      // Every process claims overlapping halves, then cancels what it can of another slice.
+      await Promise.all(
+        stores.map((st, i) => st.claimForSending(i % 2 ? ids.slice(0, 40) : ids.slice(20, 60), t0 + 1, t0 + 60_000)),
+      );
+      await Promise.all(
+        stores.map(async (st, i) => {
+          for (const id of ids.slice(50 + i * 5, 60 + i * 5))
+            await st.applyCommand(org, id, { kind: 'cancel' }, t0 + 2);
+        }),
+      );
+      const counted = async () => {
+        const { rows } = await admin.query<{ status: string; n: string }>(
+          `select status, count(*) as n from ${handles[0]!.schema}.messages group by status`,
+        );
+        return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+      };
+      const truth = await counted();
+      expect(truth.sending).toBe(60);
+      expect(await store().countByStatus()).toEqual(truth);
+      // A process that wrote and ended leaves its backend's counter rows behind; folding moves them to shard 0.
+      const schema = handles[0]!.schema as string;
+      const gone = openPostgres(URL, { schema, max: 1 });
+      const pid = (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(gone.kysely)).rows[0]!.pid;
+      await new PgStore(gone).acceptMessages([outbound(), outbound()], (acc) => acc.map(sendJob));
+      await gone.close();
+      const shards = async () =>
+        (await admin.query<{ shard: number }>(`select distinct shard from ${schema}.message_status_counts`)).rows.map(
+          (r) => r.shard,
+        );
+      expect(await shards()).toContain(pid);
+      // The backend exits a moment after its client hangs up.
+      await vi.waitFor(
+        async () => {
+          const { rows } = await admin.query('select 1 from pg_stat_activity where pid = $1', [pid]);
+          expect(rows).toHaveLength(0);
+        },
+        { timeout: 5000, interval: 20 },
+      );
+      await foldStatusCountShards(handles[0]!.kysely);
+      expect(await shards()).not.toContain(pid);
+      expect(await store().countByStatus()).toEqual({ ...truth, queued: (truth.queued ?? 0) + 2 });
     });
 
     it('stores a carrier event once when the same webhook arrives at several processes at once', async () => {

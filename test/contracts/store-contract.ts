@@ -11,7 +11,7 @@ import { newId } from '../../src/domain/ids.ts';
 import type { MessageError } from '../../src/domain/message-status.ts';
 import type { CarrierEvent, SenderRecord } from '../../src/ports/carrier.ts';
 import { type JobQueue, type NewJob, PRIORITY_VALUE } from '../../src/ports/queue.ts';
-import type { MessageStore, NewMessage, StoredCarrierEvent, StoredSender } from '../../src/ports/store.ts';
+import type { MessageStore, NewMessage, SendOutcome, StoredCarrierEvent, StoredSender } from '../../src/ports/store.ts';
 
 export interface StoreContractContext {
   store: MessageStore;
@@ -1353,6 +1353,58 @@ export function storeContract(name: string, make: () => Promise<StoreContractCon
         await store.applyCommand(org, a.id, { kind: 'cancel' }, t0 + 1);
         expect(await store.countByStatus()).toMatchObject({ queued: 2, canceled: 1 });
         expect(await store.ping()).toBe(true);
+      });
+
+      it('keeps the counts by status right through accepts, claims, outcomes, carrier events and commands', async () => {
+        await store.createOrganization({ id: org, name: 'Counts', createdAt: t0 });
+        const sender = await createSender();
+        const [a, b, c, d, e] = [outbound(), outbound(), outbound(), outbound(), outbound()] as const;
+        const later = outbound({ sendAt: t0 + HOUR * 2 });
+        await accept(a, b, c, d, e, later);
+        expect(await store.countByStatus()).toEqual({ queued: 5, scheduled: 1 });
+        await store.claimForSending([a.id, b.id, c.id, d.id], t0 + 1, t0 + MINUTE);
+        expect(await store.countByStatus()).toEqual({ queued: 1, scheduled: 1, sending: 4 });
+        const sent = (m: NewMessage, pmid: string): SendOutcome => ({
+          messageId: m.id,
+          kind: 'sent',
+          senderId: sender.id,
+          provider: sender.provider,
+          from: sender.from,
+          providerMessageId: pmid,
+          cost: null,
+          at: t0 + 2,
+        });
+        await store.recordSendOutcomes([
+          sent(a, 'SM-count-a'),
+          sent(b, 'SM-count-b'),
+          { messageId: c.id, kind: 'fail', error: { code: 'x', class: 'PermanentError', message: 'x' }, at: t0 + 2 },
+          { messageId: d.id, kind: 'suppress', reason: 'opted_out', code: 'opted_out', at: t0 + 2 },
+        ]);
+        expect(await store.countByStatus()).toEqual({ queued: 1, scheduled: 1, sent: 2, failed: 1, suppressed: 1 });
+        await deliverEvents(sender, [
+          statusEvent('delivered', { providerMessageId: 'SM-count-a' }, t0 + 3),
+          statusEvent('undelivered', { providerMessageId: 'SM-count-b' }, t0 + 3),
+          {
+            kind: 'inbound',
+            eventKey: 'SM-count-in',
+            providerMessageId: 'SM-count-in',
+            channel: 'sms',
+            from: '+12025550177',
+            to: '+12025550100',
+            body: 'hi',
+            occurredAt: t0 + 3,
+          },
+        ]);
+        await store.applyCommand(org, e.id, { kind: 'cancel' }, t0 + 4);
+        expect(await store.countByStatus()).toEqual({
+          scheduled: 1,
+          delivered: 1,
+          undelivered: 1,
+          failed: 1,
+          suppressed: 1,
+          canceled: 1,
+          received: 1,
+        });
       });
     });
   });

@@ -33,6 +33,7 @@ import type {
   Template,
   UnsettledCarrierEvent,
 } from '../../ports/store.ts';
+import { foldStatusCountShards } from '../sql/migrations-status-counts.ts';
 import {
   jobRow,
   json,
@@ -149,6 +150,8 @@ const MUTABLE_COLS: Columns = [
 ];
 
 const ON_CONFLICT_DO_NOTHING = sql`on conflict do nothing`;
+/** Counter rows (statuses × backends) above which `countByStatus` folds those of ended backends. */
+const STATUS_COUNT_ROWS_BEFORE_FOLD = 200;
 
 type LockedRow = MessageRow & { lease_until: number | null };
 
@@ -740,10 +743,16 @@ export class PgStore implements MessageStore {
     return Number(r.numAffectedRows ?? 0);
   }
 
+  /** From the counter rows the triggers keep (see `migrations-status-counts.ts`), not a count of the table. */
   async countByStatus(): Promise<Record<string, number>> {
-    const { rows } = await sql<{ status: string; n: number }>`
-      select status, count(*) as n from messages group by status`.execute(this.h.kysely);
-    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+    const { rows } = await sql<{ status: string; n: string; shards: number }>`
+      select status, sum(n) as n, count(*)::int as shards from message_status_counts group by status`.execute(
+      this.h.kysely,
+    );
+    // Backends come and go (each has its own counter rows): fold the rows of ended ones once they pile up.
+    if (rows.reduce((sum, r) => sum + r.shards, 0) > STATUS_COUNT_ROWS_BEFORE_FOLD)
+      await foldStatusCountShards(this.h.kysely);
+    return Object.fromEntries(rows.filter((r) => Number(r.n) !== 0).map((r) => [r.status, Number(r.n)]));
   }
 
   async listStaleMessages(updatedBefore: number, now: number, limit: number): Promise<StaleMessage[]> {

@@ -11,6 +11,7 @@ import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } fr
 import { dialectOf, typesFor } from './dialect.ts';
 import { contactMigrations } from './migrations-contacts.ts';
 import { journeyMigrations } from './migrations-journeys.ts';
+import { statusCountMigrations } from './migrations-status-counts.ts';
 import { webhookMigrations } from './migrations-webhooks.ts';
 
 const migrations: Record<string, Migration> = {
@@ -237,6 +238,7 @@ const allMigrations: Record<string, Migration> = {
   ...webhookMigrations,
   ...contactMigrations,
   ...journeyMigrations,
+  ...statusCountMigrations,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => allMigrations };
