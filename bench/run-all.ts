@@ -692,6 +692,7 @@ async function spawnWorker(name: string, env: Record<string, string>): Promise<W
   let running = false;
   const child = spawnChild({
     args: ['src/entry/cli.ts', 'worker'],
+    ...(settings.cpuProfDir ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfDir}`] } : {}),
     env,
     cwd: repoDir,
     onLine: (line) => {

@@ -189,3 +189,15 @@ export async function inTransaction<T>(h: PgHandle, fn: (trx: Trx) => Promise<T>
     }
   }
 }
+
+/**
+ * For a transaction whose statements find their rows by key (ids, provider message ids): tells the planner, for
+ * this transaction only, not to scan tables or build hashes. A batch of a few hundred keys is always cheapest
+ * through the indexes, but the planner's statistics lag behind a table that grows or drains fast (a new
+ * installation, a backlog), and it then picked a scan of every queued message, or of the whole table, per batch.
+ * The settings are penalties, not bans: a statement with no index path still runs.
+ */
+export async function preferKeyLookups(trx: Trx): Promise<void> {
+  await sql`select set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
+    set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`.execute(trx);
+}

@@ -46,7 +46,7 @@ import {
   toMessage,
   toSender,
 } from '../sql/rows.ts';
-import { inTransaction, type PgHandle, type Trx } from './database.ts';
+import { inTransaction, type PgHandle, preferKeyLookups, type Trx } from './database.ts';
 
 type PgType = 'text' | 'bigint' | 'integer' | 'double precision';
 type Columns = readonly (readonly [name: string, type: PgType])[];
@@ -292,6 +292,7 @@ export class PgStore implements MessageStore {
   async claimForSending(ids: readonly string[], now: number, leaseUntil: number): Promise<MessageRecord[]> {
     if (ids.length === 0) return [];
     const rows = await inTransaction(this.h, async (trx) => {
+      await preferKeyLookups(trx);
       // One conditional UPDATE: rows are locked in id order first; a row another transaction changed meanwhile is
       // re-checked against the condition on its new version (so two workers never both claim a message).
       const { rows } = await sql<MessageRow>`
@@ -332,6 +333,7 @@ export class PgStore implements MessageStore {
     if (outcomes.length === 0) return;
     const ids = [...new Set(outcomes.map((o) => o.messageId))];
     await inTransaction(this.h, async (trx) => {
+      await preferKeyLookups(trx);
       const rows = await this.lockMessages(trx, sql`id = any(${ids}::text[])`);
       const current = new Map(rows.map((r) => [r.id, r]));
       const dirty = new Set<LockedRow>();
@@ -502,6 +504,7 @@ export class PgStore implements MessageStore {
     newInboundId: () => string,
   ): Promise<CarrierEventResult> {
     return inTransaction(this.h, async (trx) => {
+      await preferKeyLookups(trx);
       const result: CarrierEventResult = { unmatched: [], applied: [], inbound: [] };
       if (given.length === 0) return result;
       // The events not settled yet, locked (in id order, before any message): a job running twice at once applies

@@ -173,6 +173,12 @@ export class PgWebhookStore implements WebhookStore {
   }
 
   async dispatchEvents(limit: number, now: number, plan: FanOutPlanner): Promise<number> {
+    // Every worker process runs the fan-out after each batch it sends; most of the time there is nothing to fan
+    // out, and finding that out must not queue behind the lock another process holds.
+    const { rows: pending } = await sql`select 1 from webhook_events where dispatched_at is null limit 1`.execute(
+      this.h.kysely,
+    );
+    if (pending.length === 0) return 0;
     return inTransaction(this.h, async (trx) => {
       await sql`select pg_advisory_xact_lock(${DELIVERY_LOCK})`.execute(trx);
       const { rows } = await sql<EventRow>`select id, org_id, type, message_id, payload, at from webhook_events
