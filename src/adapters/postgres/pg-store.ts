@@ -761,8 +761,9 @@ export class PgStore implements MessageStore {
   async listStaleMessages(updatedBefore: number, now: number, limit: number): Promise<StaleMessage[]> {
     const { rows } = await sql<{ id: string; org_id: string; priority: number; send_at: number | null }>`
       select id, org_id, priority, send_at from messages
-      where (status in ('queued', 'scheduled') and updated_at < ${updatedBefore} and coalesce(send_at, 0) <= ${now})
-         or (status = 'sending' and lease_until < ${now})
+      where status in ('queued', 'scheduled', 'sending')
+        and ((status in ('queued', 'scheduled') and updated_at < ${updatedBefore} and coalesce(send_at, 0) <= ${now})
+         or (status = 'sending' and lease_until < ${now}))
       order by updated_at limit ${limit}`.execute(this.h.kysely);
     return rows.map((r) => ({ id: r.id, orgId: r.org_id, priority: r.priority, sendAt: r.send_at }));
   }

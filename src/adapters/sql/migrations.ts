@@ -212,6 +212,20 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // The sweeper's index holds only the messages it may look for (queued, scheduled, sending): a message that moves
+  // on to sent, delivered or a final status no longer adds an entry, which on PostgreSQL (where every status
+  // change writes every index) was two index insertions per message for nothing.
+  '0010_stale_messages_partial': {
+    async up(db: Kysely<unknown>) {
+      await db.schema.dropIndex('messages_status_updated').execute();
+      await db.schema
+        .createIndex('messages_unsettled_updated')
+        .on('messages')
+        .columns(['updated_at'])
+        .where(sql.ref('status'), 'in', ['queued', 'scheduled', 'sending'])
+        .execute();
+    },
+  },
   // Messages may be addressed to a contact and carry a purpose (transactional or marketing) that consent, quiet
   // hours and frequency caps depend on. Runs after the contacts and journeys migrations (names sort).
   '0008_message_contacts': {

@@ -577,8 +577,9 @@ export class SqliteStore implements MessageStore {
     const rows = this.h
       .stmt(
         `SELECT id, org_id, priority, send_at FROM messages
-         WHERE (status IN ('queued', 'scheduled') AND updated_at < ? AND coalesce(send_at, 0) <= ?)
-            OR (status = 'sending' AND lease_until < ?)
+         WHERE status IN ('queued', 'scheduled', 'sending')
+           AND ((status IN ('queued', 'scheduled') AND updated_at < ? AND coalesce(send_at, 0) <= ?)
+            OR (status = 'sending' AND lease_until < ?))
          ORDER BY updated_at LIMIT ?`,
       )
       .all(updatedBefore, now, now, limit) as {
