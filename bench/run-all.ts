@@ -15,7 +15,7 @@
  *   BENCH_E2E_CONCURRENCY=4      batches in flight during the e2e submit
  *   BENCH_E2E_TIMEOUT_S=600      give up waiting for delivery after this long
  *   BENCH_SANDBOX_DELAY_MS=0     OMNI_SANDBOX_DELAY_MS for the e2e server and the scaleout sandbox
- *   BENCH_SCALEOUT_MESSAGES=20000  messages per scaleout run (1, 2 and 4 worker processes)
+ *   BENCH_SCALEOUT_MESSAGES=100000 messages per scaleout run (as many as the e2e section, so the two compare)
  *   BENCH_SCALEOUT_WORKERS=1,2,4 worker processes of the scaleout runs, one run each
  *   BENCH_SCALEOUT_TIMEOUT_S=300 give up waiting for delivery in a scaleout run after this long
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test  PostgreSQL for scaleout (a fresh schema per run)
@@ -95,7 +95,7 @@ const settings = {
 };
 
 const scaleout = {
-  messages: envInt('BENCH_SCALEOUT_MESSAGES', 20_000),
+  messages: envInt('BENCH_SCALEOUT_MESSAGES', 100_000),
   timeoutS: envInt('BENCH_SCALEOUT_TIMEOUT_S', 300),
   databaseUrl: process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test',
   redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
