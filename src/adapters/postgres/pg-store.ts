@@ -153,7 +153,28 @@ const ON_CONFLICT_DO_NOTHING = sql`on conflict do nothing`;
 /** Counter rows (statuses × backends) above which `countByStatus` folds those of ended backends. */
 const STATUS_COUNT_ROWS_BEFORE_FOLD = 200;
 
-type LockedRow = MessageRow & { lease_until: number | null };
+/** What a status change reads and writes of a message: its organization and the mutable columns. */
+type LockedRow = Pick<
+  MessageRow,
+  | 'id'
+  | 'org_id'
+  | 'status'
+  | 'sender_id'
+  | 'provider'
+  | 'from_address'
+  | 'provider_message_id'
+  | 'cost'
+  | 'error_code'
+  | 'error_class'
+  | 'error_message'
+  | 'updated_at'
+  | 'segments'
+  | 'encoding'
+  | 'send_at'
+  | 'attempts'
+> & { lease_until: number | null };
+/** The columns of a `LockedRow` (not the body, metadata or options a status change never needs). */
+const LOCKED_COLS = sql.raw(['org_id', ...MUTABLE_COLS.map(([name]) => name)].join(', '));
 
 /** A statement writing the mutable columns of `rows` back (they were read `FOR UPDATE` in this transaction). */
 function writeBack(rows: readonly LockedRow[]): RawBuilder<unknown> {
@@ -325,7 +346,8 @@ export class PgStore implements MessageStore {
 
   /** Reads messages `FOR UPDATE`, in id order (the lock order of every multi-message command). */
   private async lockMessages(trx: Trx, where: RawBuilder<unknown>): Promise<LockedRow[]> {
-    const { rows } = await sql<LockedRow>`select * from messages where ${where} order by id for update`.execute(trx);
+    const { rows } =
+      await sql<LockedRow>`select ${LOCKED_COLS} from messages where ${where} order by id for update`.execute(trx);
     return rows;
   }
 
@@ -507,11 +529,12 @@ export class PgStore implements MessageStore {
       await preferKeyLookups(trx);
       const result: CarrierEventResult = { unmatched: [], applied: [], inbound: [] };
       if (given.length === 0) return result;
-      // The events not settled yet, locked (in id order, before any message): a job running twice at once applies
-      // them once, the second waiting for the first and then finding them settled.
+      // The events not settled yet, settled at once (so locked, in id order through the primary key, before any
+      // message): a job running twice at once applies them once, the second waiting for the first and then
+      // finding them settled. Those no message matches are made unsettled again below.
       const { rows: open } = await sql<{ id: number }>`
-        select id from carrier_events where id = any(${given.map((e) => e.id)}::bigint[]) and settled_at is null
-        order by id for update`.execute(trx);
+        update carrier_events set settled_at = ${now}::bigint
+        where id = any(${given.map((e) => e.id)}::bigint[]) and settled_at is null returning id`.execute(trx);
       const unsettled = new Set(open.map((r) => r.id));
       const events = given.filter((se) => unsettled.has(se.id));
       const refs = new Set<string>();
@@ -565,7 +588,6 @@ export class PgStore implements MessageStore {
       const dirty = new Set<LockedRow>();
       const hist: unknown[][] = [];
       const inbound: unknown[][] = [];
-      const settled: number[] = [];
       for (const se of events) {
         const e = se.event;
         if (e.kind === 'status') {
@@ -600,7 +622,6 @@ export class PgStore implements MessageStore {
           if (e.error) detail.error = e.error;
           if (e.detail) Object.assign(detail, e.detail);
           hist.push([m.id, e.status, e.occurredAt, t.applied ? 1 : 0, JSON.stringify(detail)]);
-          settled.push(se.id);
         } else {
           const id = newInboundId();
           inbound.push([
@@ -620,15 +641,18 @@ export class PgStore implements MessageStore {
           ]);
           hist.push([id, 'received', e.occurredAt, 1, JSON.stringify({ providerMessageId: e.providerMessageId })]);
           result.inbound.push(id);
-          settled.push(se.id);
         }
       }
       if (hist.length > 0) {
         await sql`
           with u as (${writeBack([...dirty])}),
-          i as (${insertRows('messages', INBOUND_COLS, inbound)}),
-          s as (update carrier_events set settled_at = ${now}::bigint where id = any(${settled}::bigint[]))
+          i as (${insertRows('messages', INBOUND_COLS, inbound)})
           ${insertRows('message_history', HISTORY_COLS, hist)}`.execute(trx);
+      }
+      if (result.unmatched.length > 0) {
+        await sql`update carrier_events set settled_at = null where id = any(${result.unmatched}::bigint[])`.execute(
+          trx,
+        );
       }
       return result;
     });
