@@ -226,6 +226,18 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // PostgreSQL: a history row was two index entries (the `seq` key and `(message_id, seq)` for reading a
+  // history); the key becomes `(message_id, seq)` itself, one entry per row — four fewer per message sent.
+  '0011_history_key': {
+    async up(db: Kysely<unknown>) {
+      if (dialectOf(db) !== 'postgres') return;
+      await sql`alter table message_history drop constraint message_history_pkey`.execute(db);
+      await sql`alter table message_history add constraint message_history_pkey primary key (message_id, seq)`.execute(
+        db,
+      );
+      await db.schema.dropIndex('message_history_message').execute();
+    },
+  },
   // Messages may be addressed to a contact and carry a purpose (transactional or marketing) that consent, quiet
   // hours and frequency caps depend on. Runs after the contacts and journeys migrations (names sort).
   '0008_message_contacts': {
