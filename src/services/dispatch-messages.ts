@@ -247,7 +247,9 @@ export class DispatchMessages {
   /**
    * Due send jobs for about `batchSize` messages: a job carries up to `SEND_JOB_MESSAGES` of them, so a first
    * claim takes as many jobs as would fill the batch if each were full, later claims size themselves by what
-   * the jobs held so far (jobs of one message, such as retries, are claimed in bulk on the second round).
+   * the jobs held so far (jobs of one message, such as retries, are claimed in bulk on the second round). Jobs
+   * beyond the batch (larger than those before them) are handed back at once: an oversized batch would outlast
+   * its messages' lease and have them sent twice.
    */
   private async claimJobs(): Promise<Job[]> {
     const { batchSize, leaseMs } = this.opts;
@@ -263,7 +265,12 @@ export class DispatchMessages {
       }
       if (got.length < want) break;
     }
-    return jobs;
+    let kept = 0;
+    let count = 0;
+    while (kept < jobs.length && count < batchSize) count += sendJobMessageIds(jobs[kept++] as Job).length;
+    const now = this.clock.now();
+    for (const j of jobs.slice(kept)) await this.queue.retry(j.id, now, 'handed back: the batch was full');
+    return jobs.slice(0, kept);
   }
 
   /** A retryable failure: back off and try again, or give up when the attempts are spent. */
