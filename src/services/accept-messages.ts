@@ -33,7 +33,8 @@ const itemChecker = compileChecker<MessageInput>(MessageInputSchema);
 /** Messages one send job carries at most: the queue then does one operation per batch, not one per message. */
 export const SEND_JOB_MESSAGES = 50;
 
-type JobSource = Pick<NewMessage, 'id' | 'orgId' | 'priority' | 'sendAt' | 'createdAt'>;
+/** What a send job is made of: a message's id, organization (none for jobs of unknown origin), priority and timing. */
+type JobSource = Pick<NewMessage, 'id' | 'priority' | 'sendAt' | 'createdAt'> & { orgId: string | null };
 
 /** The send job of one message; its id (`send:<message id>`) makes a second enqueue of the same message a no-op. */
 export function sendJob(m: JobSource): NewJob {
@@ -82,6 +83,11 @@ export function sendJobs(ms: readonly JobSource[], perJob = SEND_JOB_MESSAGES): 
 /** The message ids a send job carries. */
 export function sendJobMessageIds(job: Pick<NewJob, 'payload'>): string[] {
   return job.payload.split(' ');
+}
+
+/** True for a job of several messages (see `sendJobs`); false for a message's own job. */
+export function isSharedSendJob(job: Pick<NewJob, 'payload'>): boolean {
+  return job.payload.includes(' ');
 }
 
 /** Finds a contact's address for a channel; throws a ValidationError naming `field` when there is none. */

@@ -14,7 +14,7 @@ import type { PipelineMetrics } from '../ports/metrics.ts';
 import type { Job, JobQueue, NewJob } from '../ports/queue.ts';
 import type { RateLimiter } from '../ports/rate-limiter.ts';
 import type { MessageRecord, MessageStore, SendOutcome, StoredSender } from '../ports/store.ts';
-import { SEND_JOB_MESSAGES, SEND_QUEUE, sendJobMessageIds } from './accept-messages.ts';
+import { isSharedSendJob, SEND_JOB_MESSAGES, SEND_QUEUE, sendJob, sendJobMessageIds } from './accept-messages.ts';
 import type { CarrierRegistry } from './carrier-registry.ts';
 import { ALLOW_ALL, type SendPolicy } from './send-policy.ts';
 import type { SenderRouting } from './sender-routing.ts';
@@ -231,15 +231,15 @@ export class DispatchMessages {
     // own (enqueued before the shared job is acknowledged, so a crash in between loses nothing).
     const ownJobs: NewJob[] = [];
     for (const r of batch.retries) {
-      if (isShared(r.job)) ownJobs.push(messageJob(r.job, r.messageId, r.runAt));
+      if (isSharedSendJob(r.job)) ownJobs.push(messageJob(r.job, r.messageId, r.runAt));
       else await this.queue.retry(r.job.id, r.runAt, r.error);
     }
     if (ownJobs.length > 0) await this.queue.enqueue(ownJobs);
     for (const d of batch.deadLetters) {
-      const job = isShared(d.job) ? { ...messageJob(d.job, d.messageId, now), attempts: d.job.attempts } : d.job;
+      const job = isSharedSendJob(d.job) ? { ...messageJob(d.job, d.messageId, now), attempts: d.job.attempts } : d.job;
       await this.queue.deadLetter(job, `${d.error.code}: ${d.error.message}`);
     }
-    for (const job of jobs) if (isShared(job)) batch.done.add(job.id);
+    for (const job of jobs) if (isSharedSendJob(job)) batch.done.add(job.id);
     await this.queue.ack([...batch.done]);
     return jobs.length;
   }
@@ -254,20 +254,22 @@ export class DispatchMessages {
   private async claimJobs(): Promise<Job[]> {
     const { batchSize, leaseMs } = this.opts;
     const jobs: Job[] = [];
+    const sizes: number[] = [];
     let messages = 0;
+    let kept = 0;
     for (let round = 0; round < 3 && messages < batchSize; round++) {
       const perJob = jobs.length === 0 ? SEND_JOB_MESSAGES : Math.max(1, messages / jobs.length);
       const want = Math.max(1, Math.ceil((batchSize - messages) / perJob));
       const got = await this.queue.claim(SEND_QUEUE, want, leaseMs);
       for (const j of got) {
+        const n = sendJobMessageIds(j).length;
         jobs.push(j);
-        messages += sendJobMessageIds(j).length;
+        sizes.push(n);
+        messages += n;
       }
       if (got.length < want) break;
     }
-    let kept = 0;
-    let count = 0;
-    while (kept < jobs.length && count < batchSize) count += sendJobMessageIds(jobs[kept++] as Job).length;
+    for (let count = 0; kept < jobs.length && count < batchSize; kept++) count += sizes[kept] as number;
     const now = this.clock.now();
     for (const j of jobs.slice(kept)) await this.queue.retry(j.id, now, 'handed back: the batch was full');
     return jobs.slice(0, kept);
@@ -421,27 +423,15 @@ function messageEntries(jobs: readonly Job[]): { job: Job; messageId: string }[]
   for (const job of jobs) {
     for (const messageId of sendJobMessageIds(job)) {
       const held = byMessage.get(messageId);
-      if (!held || isShared(held)) byMessage.set(messageId, job);
+      if (!held || isSharedSendJob(held)) byMessage.set(messageId, job);
     }
   }
   return [...byMessage].map(([messageId, job]) => ({ job, messageId }));
 }
 
-/** A job carrying several messages (see `sendJobs`). */
-function isShared(job: Job): boolean {
-  return job.payload.includes(' ');
-}
-
 /** The own job of one message of a shared job, due at `runAt`. */
 function messageJob(shared: Job, messageId: string, runAt: number): NewJob {
-  return {
-    id: `send:${messageId}`,
-    queue: shared.queue,
-    payload: messageId,
-    orgId: shared.orgId,
-    priority: shared.priority,
-    runAt,
-  };
+  return sendJob({ id: messageId, orgId: shared.orgId, priority: shared.priority, sendAt: runAt, createdAt: runAt });
 }
 
 function missingResult(): MessageError {
