@@ -50,13 +50,15 @@ export function sendJob(m: JobSource): NewJob {
 
 /**
  * The send jobs of newly accepted messages: one job per run of messages that share organization, priority and
- * due time, with up to `SEND_JOB_MESSAGES` message ids (space-separated) as its payload. A job of one message is
- * that message's own job (`sendJob`). Retries and deferrals always get a message's own job.
+ * due time, with up to `SEND_JOB_MESSAGES` message ids (space-separated) as its payload. Messages to send now are
+ * due together whatever millisecond each was built in (the job runs at the first one's), so a batch makes full
+ * jobs. A job of one message is that message's own job (`sendJob`). Retries and deferrals always get a message's
+ * own job.
  */
 export function sendJobs(ms: readonly JobSource[], perJob = SEND_JOB_MESSAGES): NewJob[] {
   const groups = new Map<string, JobSource[]>();
   for (const m of ms) {
-    const key = `${m.orgId}\u0000${m.priority}\u0000${m.sendAt ?? m.createdAt}`;
+    const key = `${m.orgId}\u0000${m.priority}\u0000${m.sendAt ?? 'now'}`;
     const g = groups.get(key);
     if (g) g.push(m);
     else groups.set(key, [m]);

@@ -17,6 +17,7 @@ import type { MessageRecord, MessageStore, SendOutcome, StoredSender } from '../
 import { isSharedSendJob, SEND_JOB_MESSAGES, SEND_QUEUE, sendJob, sendJobMessageIds } from './accept-messages.ts';
 import type { CarrierRegistry } from './carrier-registry.ts';
 import { ALLOW_ALL, type SendPolicy } from './send-policy.ts';
+import { RATE_LIMITED, type RateLimit, sendWithinLimit } from './send-within-limit.ts';
 import type { SenderRouting } from './sender-routing.ts';
 
 export interface DispatchOptions {
@@ -31,11 +32,6 @@ export interface DispatchOptions {
   /** Told of the statuses this worker set (sent, failed, suppressed), after they are stored (journeys wait on them). */
   onOutcomes?: (updates: { messageId: string; status: MessageStatus }[], at: number) => Promise<void>;
 }
-
-/** Extra wait after a full window, so that windows as the carrier measures them are never overfilled. */
-const RATE_MARGIN_MS = 25;
-/** The error code of a message our own limiter held back (not the carrier's fault: no failover, no circuit). */
-const RATE_LIMITED = 'rate_limited';
 
 /** A sender's rate limit in messages per second, when it has one. */
 export function rateLimitOf(sender: SenderRecord): number | undefined {
@@ -177,7 +173,7 @@ export class DispatchMessages {
               if (!ours) carrierFailures++;
               if (ours) {
                 // Held back by our own limiter: nothing was attempted, so no attempt is spent.
-                const until = at + (r.retryAfterMs ?? 1000);
+                const until = at + (r.retryAfterMs ?? 0);
                 batch.outcomes.push({ messageId: m.id, kind: 'defer', at, until, reason: RATE_LIMITED });
                 batch.retries.push({
                   job: it.w.job,
@@ -315,41 +311,28 @@ export class DispatchMessages {
   }
 
   /**
-   * Sends, honouring the sender's rate limit and its provider account's: in chunks of at most the smaller limit,
-   * each after taking that many units from the (possibly shared) limiter for the sender and then for the account,
-   * waiting when a window is full. What cannot go out within half the lease comes back as a `rate_limited` result
-   * (deferred without spending an attempt), so a lease never runs out while we wait.
+   * Sends, honouring the sender's rate limit and its provider account's (`sendWithinLimit`); what cannot go out
+   * within half the lease comes back as `rate_limited`.
    */
   private async sendWithinLimit(sender: StoredSender, requests: SendRequest[]): Promise<SendResult[]> {
     const carrier = this.registry.carrier(sender);
     const limiter = this.opts.limiter;
-    const limits: { key: string; limit: number }[] = [];
+    const limits: RateLimit[] = [];
     const own = rateLimitOf(sender);
     if (own) limits.push({ key: `sender:${sender.id}`, limit: own });
     const account = sender.accountRateLimitPerSecond;
     if (account && account > 0) limits.push({ key: `account:${this.registry.accountKey(sender)}`, limit: account });
     if (limits.length === 0 || !limiter) return this.sendSafely(carrier, requests);
-    const chunkSize = Math.min(...limits.map((l) => l.limit));
-    const results: SendResult[] = [];
-    const deadline = this.clock.now() + this.opts.leaseMs / 2;
-    let i = 0;
-    outer: while (i < requests.length && this.clock.now() < deadline) {
-      const chunk = requests.slice(i, i + chunkSize);
-      for (const l of limits) {
-        const decision = await limiter.take(l.key, chunk.length, l.limit);
-        if (!decision.allowed) {
-          // The margin absorbs jitter in the time requests take to reach the carrier, which counts arrivals.
-          await new Promise((r) => setTimeout(r, decision.retryAfterMs + RATE_MARGIN_MS));
-          continue outer;
-        }
-      }
-      results.push(...(await this.sendSafely(carrier, chunk)));
-      i += chunk.length;
-    }
-    const limit = chunkSize;
-    const error = { code: RATE_LIMITED, class: 'ResourceError', message: `sender is limited to ${limit} messages/s` };
-    for (; i < requests.length; i++) results.push({ ok: false, retryable: true, error, retryAfterMs: 1000 });
-    return results;
+    return sendWithinLimit(
+      {
+        limiter,
+        limits,
+        now: () => this.clock.now(),
+        deadline: this.clock.now() + this.opts.leaseMs / 2,
+        send: (chunk) => this.sendSafely(carrier, chunk),
+      },
+      requests,
+    );
   }
 
   private async sendSafely(carrier: Carrier, requests: SendRequest[]): Promise<SendResult[]> {

@@ -1,12 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { SEND_QUEUE, sendJob, sendJobMessageIds, sendJobs } from './accept-messages.ts';
 
-const msg = (id: string, over: Partial<{ orgId: string; priority: number; sendAt: number | null }> = {}) => ({
+const msg = (
+  id: string,
+  over: Partial<{ orgId: string; priority: number; sendAt: number | null; createdAt: number }> = {},
+) => ({
   id,
   orgId: over.orgId ?? 'org_a',
   priority: over.priority ?? 1,
   sendAt: over.sendAt ?? null,
-  createdAt: 1000,
+  createdAt: over.createdAt ?? 1000,
 });
 
 describe('sendJobs', () => {
@@ -16,6 +19,21 @@ describe('sendJobs', () => {
       { id: 'send:m1+3', queue: SEND_QUEUE, payload: 'm1 m2 m3', orgId: 'org_a', priority: 1, runAt: 1000 },
     ]);
     expect(sendJobMessageIds(jobs[0] as (typeof jobs)[number])).toEqual(['m1', 'm2', 'm3']);
+  });
+
+  it('messages to send now share a job whatever millisecond each was built in; scheduled ones split by time', () => {
+    const jobs = sendJobs([
+      msg('m1', { createdAt: 1000 }),
+      msg('m2', { createdAt: 1001 }),
+      msg('m3', { createdAt: 1003 }),
+      msg('s1', { sendAt: 5000, createdAt: 1003 }),
+      msg('s2', { sendAt: 5001, createdAt: 1003 }),
+    ]);
+    expect(jobs.map((j) => [j.id, j.runAt])).toEqual([
+      ['send:m1+3', 1000],
+      ['send:s1', 5000],
+      ['send:s2', 5001],
+    ]);
   });
 
   it('a lone message gets its own job, the one the sweeper and retries use', () => {
