@@ -173,7 +173,6 @@ function productEnv(d: Deployment, extra: Record<string, string>): Record<string
     OMNI_DATABASE_URL: PG_URL,
     OMNI_SECRET_KEY: TEST_SECRET_KEY,
     OMNI_DATABASE_SCHEMA: d.schema,
-    OMNI_DATABASE_POOL: '5',
     OMNI_REDIS_URL: redisUrl(d),
     OMNI_REDIS_PREFIX: d.prefix,
     OMNI_BOOTSTRAP_API_KEY: KEY,
