@@ -781,8 +781,29 @@ async function cleanScaleoutRun(schema: string, prefix: string): Promise<void> {
   }
 }
 
+/**
+ * Vacuums the system catalogs that creating and dropping a run's schema leaves dead rows in. With autovacuum off
+ * (as on the CI machine) they pile up from run to run (and from the test suite's schemas), and every process got
+ * slower: 4,400 msg/s before a catalog vacuum, 5,050–5,280 right after, on the same commit. Best effort.
+ */
+async function vacuumCatalogs(): Promise<void> {
+  const client = new pg.Client({ connectionString: scaleout.databaseUrl });
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ name: string }>(
+      `select quote_ident(relname) as name from pg_stat_sys_tables where schemaname = 'pg_catalog' and n_dead_tup > 0`,
+    );
+    if (rows.length > 0) await client.query(`VACUUM ${rows.map((r) => `pg_catalog.${r.name}`).join(', ')}`);
+  } catch (err) {
+    console.error(`  [scaleout] could not vacuum the catalogs: ${(err as Error).message}`);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 /** One scale-out run with `workers` worker processes, on a fresh schema and Redis prefix. */
 async function scaleoutRun(workers: number): Promise<DeliveryRun> {
+  await vacuumCatalogs();
   const label = `scaleout ${workers}w`;
   const suffix = randomBytes(6).toString('hex');
   const schema = `bench_${suffix}`;
