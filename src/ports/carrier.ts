@@ -150,8 +150,19 @@ export interface SenderRecord {
   enabled?: boolean;
 }
 
+/** What a carrier is built with besides its sender. */
+export interface CarrierContext {
+  /** Where the provider posts this sender's callbacks. */
+  webhookUrl: string;
+  /**
+   * A carrier that fetches the URLs of a message itself (email attachments) may reach loopback and private
+   * networks (development, tests, trusted networks). Default: refused, like outbound webhooks.
+   */
+  allowPrivateMedia?: boolean;
+}
+
 /** Builds a Carrier for a sender; the composition root registers one factory per provider. */
-export type CarrierFactory = (sender: SenderRecord, ctx: { webhookUrl: string }) => Carrier;
+export type CarrierFactory = (sender: SenderRecord, ctx: CarrierContext) => Carrier;
 
 /** What the product knows of a provider: its channels, the shape of a sender's config, and its factory. */
 export interface ProviderDefinition {

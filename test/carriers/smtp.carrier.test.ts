@@ -286,7 +286,11 @@ describe('smtp carrier against the emulator', () => {
   beforeAll(async () => {
     await receiver.start();
     emulator = await startSmtpEmulator({ webhookUrl: receiver.url + WEBHOOK_PATH });
-    carrier = createSmtpCarrier(senderWith(emulator.senderConfig), { webhookUrl: receiver.url + WEBHOOK_PATH });
+    // The attachments come from a server on this machine: private addresses allowed (the guard has its own test).
+    carrier = createSmtpCarrier(senderWith(emulator.senderConfig), {
+      webhookUrl: receiver.url + WEBHOOK_PATH,
+      allowPrivateMedia: true,
+    });
     media = createServer((req, res) => {
       if (req.url === '/files/logo.png') res.writeHead(200, { 'content-type': 'image/png' }).end(logo);
       else res.writeHead(404).end('not found');
@@ -400,6 +404,16 @@ describe('smtp carrier against the emulator', () => {
       message('alice@deliver.test', { options: { mediaUrls: [`${mediaUrl}/files/missing.png`] } }),
     ]);
     expect(missing).toMatchObject({ ok: false, retryable: false, error: { code: 'smtp_attachment_fetch_failed' } });
+    // By default a worker fetches nothing from loopback or private networks (SSRF guard).
+    const guarded = createSmtpCarrier(senderWith(emulator.senderConfig), { webhookUrl: receiver.url });
+    try {
+      const [refused] = await guarded.send([
+        message('alice@deliver.test', { options: { mediaUrls: [`${mediaUrl}/files/logo.png`] } }),
+      ]);
+      expect(refused).toMatchObject({ ok: false, retryable: false, error: { code: 'smtp_attachment_refused' } });
+    } finally {
+      await guarded.close?.();
+    }
     expect(emulator.acceptedCount()).toBe(before);
   });
 

@@ -4,10 +4,9 @@
  * guard of outbound webhooks (../webhooks/address-guard.ts) unless private addresses are allowed; redirects are not
  * followed; the answer's body is discarded (only its status matters).
  */
-import { isIP } from 'node:net';
-import { Agent, buildConnector, request } from 'undici';
+import { type Agent, request } from 'undici';
 import type { JourneyWebhookClient, JourneyWebhookRequest } from '../../ports/journey-deps.ts';
-import { guardedLookup, isAddressLiteral, RefusedAddressError, refusedRange } from '../webhooks/address-guard.ts';
+import { guardedAgent, refuseAddressLiteral } from '../webhooks/address-guard.ts';
 
 export interface JourneyWebhookClientOptions {
   /** Let webhook steps reach loopback and private networks (development, tests). */
@@ -21,28 +20,11 @@ export class HttpJourneyWebhookClient implements JourneyWebhookClient {
 
   constructor(private readonly opts: JourneyWebhookClientOptions) {
     this.userAgent = opts.userAgent ?? 'Omnichannel-Journeys/1';
-    const connect = buildConnector(opts.allowPrivate ? {} : { lookup: guardedLookup });
-    this.agent = new Agent({
-      connections: 16,
-      keepAliveTimeout: 10_000,
-      connect: (options, callback) => {
-        const host = options.hostname.replace(/^\[(.*)\]$/, '$1');
-        const range = opts.allowPrivate || isIP(host) === 0 ? undefined : refusedRange(host);
-        if (range) {
-          callback(new RefusedAddressError(host, host, range), null);
-          return;
-        }
-        connect(options, callback);
-      },
-    });
+    this.agent = guardedAgent({ allowPrivate: opts.allowPrivate, connections: 16 });
   }
 
   async post(r: JourneyWebhookRequest): Promise<{ status: number }> {
-    const host = new URL(r.url).hostname;
-    if (!this.opts.allowPrivate && isAddressLiteral(host)) {
-      const range = refusedRange(host);
-      if (range) throw new RefusedAddressError(host, host, range);
-    }
+    if (!this.opts.allowPrivate) refuseAddressLiteral(new URL(r.url));
     const res = await request(r.url, {
       method: 'POST',
       dispatcher: this.agent,

@@ -9,7 +9,9 @@
  * (DNS rebinding) is still refused; literal addresses are also checked when an endpoint is saved.
  */
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import { Agent, buildConnector } from 'undici';
 
 /** The range that refuses `address` (e.g. `loopback`, `private`), or undefined when it is a public unicast one. */
 export function refusedRange(address: string): string | undefined {
@@ -29,23 +31,94 @@ export function isAddressLiteral(host: string): boolean {
   return ipaddr.isValid(bare) && (bare.includes(':') || ipaddr.IPv4.isValidFourPartDecimal(bare));
 }
 
+/** What a guard protects, named in its refusals: what may not go there, and the setting that allows it. */
+export interface GuardPurpose {
+  what: string;
+  setting: string;
+}
+
+export const WEBHOOK_GUARD: GuardPurpose = {
+  what: 'webhooks may not be sent there',
+  setting: 'OMNI_WEBHOOK_ALLOW_PRIVATE',
+};
+
 /** The error a refused address gives (a connection error to undici: the attempt is logged and retried). */
 export class RefusedAddressError extends Error {
   readonly code = 'EWEBHOOKADDRESS';
-  constructor(host: string, address: string, range: string) {
+  constructor(
+    host: string,
+    address: string,
+    readonly range: string,
+    purpose: GuardPurpose = WEBHOOK_GUARD,
+  ) {
+    const hint = `${purpose.what} (${purpose.setting}=true allows it)`;
     super(
       host === address
-        ? `${address} is a ${range} address; webhooks may not be sent there (OMNI_WEBHOOK_ALLOW_PRIVATE=true allows it)`
-        : `${host} resolves to ${address}, a ${range} address; webhooks may not be sent there (OMNI_WEBHOOK_ALLOW_PRIVATE=true allows it)`,
+        ? `${address} is a ${range} address; ${hint}`
+        : `${host} resolves to ${address}, a ${range} address; ${hint}`,
     );
     this.name = 'RefusedAddressError';
   }
+}
+
+/** Throws RefusedAddressError when `url`'s host is an address literal in a refused range. */
+export function refuseAddressLiteral(url: URL, purpose: GuardPurpose = WEBHOOK_GUARD): void {
+  if (!isAddressLiteral(url.hostname)) return;
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const range = refusedRange(host);
+  if (range) throw new RefusedAddressError(host, host, range, purpose);
+}
+
+export interface GuardedAgentOptions {
+  /** Reach loopback and private networks too (development, tests, trusted networks): no guard. */
+  allowPrivate: boolean;
+  purpose?: GuardPurpose;
+  connections?: number;
+  connectTimeoutMs?: number;
+  headersTimeout?: number;
+  bodyTimeout?: number;
+}
+
+/**
+ * An undici Agent whose connections go only to public unicast addresses (unless `allowPrivate`): names through
+ * `guardedLookup`, and literal addresses, which never go through a lookup, checked at connect time as well.
+ */
+export function guardedAgent(opts: GuardedAgentOptions): Agent {
+  const purpose = opts.purpose ?? WEBHOOK_GUARD;
+  const connect = buildConnector({
+    ...(opts.connectTimeoutMs !== undefined ? { timeout: opts.connectTimeoutMs } : {}),
+    ...(opts.allowPrivate ? {} : { lookup: guardedLookupFor(purpose) }),
+  });
+  return new Agent({
+    connections: opts.connections ?? 16,
+    keepAliveTimeout: 10_000,
+    ...(opts.headersTimeout !== undefined ? { headersTimeout: opts.headersTimeout } : {}),
+    ...(opts.bodyTimeout !== undefined ? { bodyTimeout: opts.bodyTimeout } : {}),
+    connect: (options, callback) => {
+      const host = options.hostname.replace(/^\[(.*)\]$/, '$1');
+      const range = opts.allowPrivate || isIP(host) === 0 ? undefined : refusedRange(host);
+      if (range) {
+        callback(new RefusedAddressError(host, host, range, purpose), null);
+        return;
+      }
+      connect(options, callback);
+    },
+  });
 }
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
 /** A `lookup` for `net.connect` that refuses names resolving to a refused address (any of them). */
 export function guardedLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
+  guardedLookupFor(WEBHOOK_GUARD)(hostname, options, callback);
+}
+
+function guardedLookupFor(purpose: GuardPurpose) {
+  return (hostname: string, options: LookupOptions, callback: LookupCallback): void =>
+    lookupGuarded(hostname, options, callback, purpose);
+}
+
+function lookupGuarded(hostname: string, options: LookupOptions, callback: LookupCallback, purpose: GuardPurpose) {
   dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
     if (err) {
       callback(err, []);
@@ -54,7 +127,7 @@ export function guardedLookup(hostname: string, options: LookupOptions, callback
     for (const a of addresses) {
       const range = refusedRange(a.address);
       if (range) {
-        callback(new RefusedAddressError(hostname, a.address, range), []);
+        callback(new RefusedAddressError(hostname, a.address, range, purpose), []);
         return;
       }
     }

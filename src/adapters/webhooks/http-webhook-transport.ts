@@ -4,10 +4,9 @@
  * exchange (connect, headers, body); redirects are not followed; at most `maxResponseBytes` of an answer are read
  * (the rest is discarded with the connection) and its first `excerptBytes` kept for the delivery log.
  */
-import { isIP } from 'node:net';
-import { Agent, buildConnector, request } from 'undici';
+import { type Agent, request } from 'undici';
 import type { WebhookResponse, WebhookTransport } from '../../ports/webhook-store.ts';
-import { guardedLookup, isAddressLiteral, RefusedAddressError, refusedRange } from './address-guard.ts';
+import { guardedAgent, isAddressLiteral, refusedRange } from './address-guard.ts';
 
 export interface HttpWebhookTransportOptions {
   allowPrivate: boolean;
@@ -31,26 +30,13 @@ export class HttpWebhookTransport implements WebhookTransport {
     this.maxResponseBytes = opts.maxResponseBytes ?? 64 * 1024;
     this.excerptBytes = opts.excerptBytes ?? 1024;
     this.userAgent = opts.userAgent ?? 'Omnichannel-Webhooks/1';
-    const connect = buildConnector({
-      timeout: opts.timeoutMs,
-      ...(opts.allowPrivate ? {} : { lookup: guardedLookup }),
-    });
-    this.agent = new Agent({
+    this.agent = guardedAgent({
+      allowPrivate: opts.allowPrivate,
       connections: opts.connectionsPerOrigin ?? 16,
-      keepAliveTimeout: 10_000,
+      connectTimeoutMs: opts.timeoutMs,
       // The request's own signal ends it at `timeoutMs`; these only back it up.
       headersTimeout: opts.timeoutMs + 1000,
       bodyTimeout: opts.timeoutMs + 1000,
-      // A literal address never goes through `lookup`: check it here, at connect time as well.
-      connect: (options, callback) => {
-        const host = options.hostname.replace(/^\[(.*)\]$/, '$1');
-        const range = opts.allowPrivate || isIP(host) === 0 ? undefined : refusedRange(host);
-        if (range) {
-          callback(new RefusedAddressError(host, host, range), null);
-          return;
-        }
-        connect(options, callback);
-      },
     });
   }
 

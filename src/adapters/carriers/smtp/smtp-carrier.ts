@@ -24,6 +24,7 @@ import nodemailer from 'nodemailer';
 import { AuthenticationError, ValidationError } from '../../../domain/errors.ts';
 import type {
   Carrier,
+  CarrierContext,
   CarrierEvent,
   ProviderDefinition,
   SenderRecord,
@@ -52,6 +53,7 @@ import {
   readEmail,
 } from './dsn.ts';
 import { parseContentType, parseMessage } from './mime.ts';
+import { AttachmentFetcher, type AttachmentResult } from './smtp-attachments.ts';
 import { classifySendError, describeEnhancedStatus, isEnhancedStatusRetryable } from './smtp-errors.ts';
 
 export const SMTP_PROVIDER = 'smtp';
@@ -397,11 +399,7 @@ function inboundEvent(email: ReceivedEmail, rawBody: Buffer, now: number): Carri
   ];
 }
 
-export function createSmtpCarrier(
-  sender: SenderRecord,
-  _ctx: { webhookUrl: string },
-  clock: Clock = systemClock,
-): Carrier {
+export function createSmtpCarrier(sender: SenderRecord, ctx: CarrierContext, clock: Clock = systemClock): Carrier {
   const config = parseSmtpConfig(sender.config);
   const options: SMTPPoolOptions & { pool: true } = {
     pool: true,
@@ -424,9 +422,13 @@ export function createSmtpCarrier(
     logger: false,
   };
   const transport = nodemailer.createTransport(options);
+  const fetcher = new AttachmentFetcher({
+    allowPrivate: ctx.allowPrivateMedia ?? false,
+    timeoutMs: config.sendTimeoutMs,
+  });
   const costOf = config.costPerMessage === null ? {} : { cost: config.costPerMessage };
 
-  async function sendOne(r: SendRequest): Promise<SendResult> {
+  async function sendOne(r: SendRequest, fetched: Map<string, Promise<AttachmentResult>>): Promise<SendResult> {
     if (r.channel !== 'email') {
       return permanentFailure('smtp_unsupported_channel', `the SMTP carrier sends email, not ${r.channel}`);
     }
@@ -435,13 +437,19 @@ export function createSmtpCarrier(
     const fromAddress = mailboxOf(from);
     if (!fromAddress) return permanentFailure('smtp_invalid_from', `'${from}' is not one email address`);
     const email = r.options?.email;
-    const attachments: Attachment[] = [];
-    for (const url of r.options?.mediaUrls ?? []) {
+    const urls = r.options?.mediaUrls ?? [];
+    for (const url of urls) {
       if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) {
         return permanentFailure('smtp_invalid_attachment', `attachment '${url}' is not an http(s) URL`);
       }
-      attachments.push({ path: url });
     }
+    const got = await fetcher.fetchAll(urls, fetched);
+    if (!got.ok) return got.failure;
+    const attachments: Attachment[] = got.attachments.map((a) => ({
+      filename: a.filename,
+      content: a.content,
+      ...(a.contentType ? { contentType: a.contentType } : {}),
+    }));
     const messageId = smtpMessageId(r.messageId, fromAddress);
     const mail: SendMailOptions = {
       from,
@@ -487,7 +495,8 @@ export function createSmtpCarrier(
 
     async send(requests) {
       if (requests.length === 0) return [];
-      return sendEach(requests, config.maxConnections * 2, sendOne);
+      const fetched = new Map<string, Promise<AttachmentResult>>();
+      return sendEach(requests, config.maxConnections * 2, (r) => sendOne(r, fetched));
     },
 
     parseWebhook(request) {
@@ -514,6 +523,7 @@ export function createSmtpCarrier(
 
     async close() {
       transport.close();
+      await fetcher.close();
     },
   };
 }
