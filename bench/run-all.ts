@@ -33,7 +33,8 @@
  * endpoint's unlucky streaks end within the run; with the default (5 s doubling) the tail would take hours.
  *
  * scaleout: the e2e measurement on the scaled-out deployment: PostgreSQL + Redis, one `api`, one `sandbox` and 1,
- * 2 and 4 `worker` processes (three runs). Skipped, with a note, when PostgreSQL or Redis does not answer.
+ * 2 and 4 `worker` processes (three runs); the target applies to the best of them, the others show how the
+ * figure grows with processes. Skipped, with a note, when PostgreSQL or Redis does not answer.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -898,11 +899,15 @@ async function benchScaleout(ctx: Context): Promise<void> {
       : row('scaleout', 'embedded e2e delivered msgs/s (one process, SQLite), for comparison', e2e, 'msg/s'),
   );
   const runs: Record<string, unknown> = {};
+  // The issue's target is the deployment's: the best process count on this machine; the others show how it grows.
+  let best: { workers: number; rate: number } | undefined;
   for (const workers of SCALEOUT_WORKERS) {
     const name = `${workers} worker${workers > 1 ? 's' : ''}`;
     try {
       const r = await scaleoutRun(workers);
       const rate = deliveryRate(r, total, scaleout.timeoutS);
+      if (rate.value !== undefined && (best === undefined || rate.value > best.rate))
+        best = { workers, rate: rate.value };
       const rssSum = r.peakRssMB.reduce((a, b) => a + b, 0);
       ctx.rows.push(
         row(
@@ -910,7 +915,7 @@ async function benchScaleout(ctx: Context): Promise<void> {
           `${name}: delivered msgs/s (${total.toLocaleString('en-US')} msgs, 1 api + 1 sandbox + ${name})`,
           rate.value,
           'msg/s',
-          TARGETS.e2eMsgs,
+          undefined,
           rate.note ?? e2eNote(rate.value),
         ),
         row(
@@ -940,12 +945,20 @@ async function benchScaleout(ctx: Context): Promise<void> {
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       console.error(`  [scaleout] ${name} failed: ${msg}`);
-      ctx.rows.push(
-        row('scaleout', `${name}: delivered msgs/s`, undefined, 'msg/s', TARGETS.e2eMsgs, msg.split('\n')[0]),
-      );
+      ctx.rows.push(row('scaleout', `${name}: delivered msgs/s`, undefined, 'msg/s', undefined, msg.split('\n')[0]));
       runs[String(workers)] = { error: msg };
     }
   }
+  ctx.rows.push(
+    row(
+      'scaleout',
+      `best: delivered msgs/s${best ? ` (${best.workers} worker${best.workers > 1 ? 's' : ''})` : ''}`,
+      best?.rate,
+      'msg/s',
+      TARGETS.e2eMsgs,
+      best ? e2eNote(best.rate) : 'every run failed',
+    ),
+  );
   ctx.raw.scaleout = {
     messages: total,
     sandboxDelayMs: settings.sandboxDelayMs,
