@@ -21,6 +21,7 @@ import { SqliteStore } from '../src/adapters/sqlite/sqlite-store.ts';
 import { SqliteWebhookStore } from '../src/adapters/sqlite/sqlite-webhook-store.ts';
 import { newId } from '../src/domain/ids.ts';
 import { DEFAULT_WEBHOOK_RETRY } from '../src/domain/webhook-retry.ts';
+import { noMetrics } from '../src/ports/metrics.ts';
 import type { SecretBox } from '../src/ports/secrets.ts';
 import type { NewMessage } from '../src/ports/store.ts';
 import type { WebhookResponse, WebhookTransport } from '../src/ports/webhook-store.ts';
@@ -212,6 +213,11 @@ describe.each(backends)('webhooks on $name', (backend) => {
     expect(log.body.items[0].attemptLog[0]).toMatchObject({ statusCode: 204, error: null });
     const page2 = await s.api('GET', `/v1/webhook-endpoints/${id}/deliveries?limit=2&cursor=${log.body.nextCursor}`);
     expect(page2.body.items.map((d: { eventType: string }) => d.eventType)).toContain('message.queued');
+    // Prometheus counts the attempts by result and times them.
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    const attemptsDelivered = Number(/omni_webhook_attempts_total\{result="delivered"\} (\d+)/.exec(metrics)?.[1]);
+    expect(attemptsDelivered).toBeGreaterThanOrEqual(3);
+    expect(metrics).toMatch(/omni_webhook_attempt_duration_seconds_count \d+/);
   });
 
   it('gives an endpoint that was down everything once it is back: once each, in order per message', async () => {
@@ -525,12 +531,14 @@ describe('webhook delivery over days (manual clock)', () => {
     const endpoints = new WebhookEndpoints(webhooks, plainBox, transport, clock);
     const down = await endpoints.create(org, { url: 'https://down.example.com/', eventTypes: ['message.queued'] });
     const watcher = await endpoints.create(org, { url: 'https://ops.example.com/', eventTypes: ['endpoint.disabled'] });
+    const attempts = { delivered: 0, retry: 0, failed: 0 };
     const delivery = new WebhookDelivery(webhooks, transport, plainBox, clock, {
       concurrency: 8,
       perEndpoint: 4,
       leaseMs: 60_000,
       retry: DEFAULT_WEBHOOK_RETRY,
       disableAfterMs: 5 * DAY,
+      metrics: { ...noMetrics, webhookAttempt: (result) => void attempts[result]++ },
     });
     const start = clock.now();
     const firstMessage = message(org);
@@ -567,6 +575,10 @@ describe('webhook delivery over days (manual clock)', () => {
     expect(first?.status).toBe('failed');
     expect(first?.attempts).toBe(firstCalls.length);
     expect(watcher.enabled).toBe(true);
+    // Every request was counted by result: the watcher's notice delivered, the down endpoint's retried or failed.
+    expect(attempts.delivered).toBe(1);
+    expect(attempts.failed).toBeGreaterThanOrEqual(1);
+    expect(attempts.retry + attempts.failed).toBe(toDown.length);
 
     // Enabling it again clears the reason; its pending deliveries resume.
     const again = await endpoints.update(org, down.id, { enabled: true });

@@ -150,6 +150,7 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
       },
       disableAfterMs: webhookConfig.disableAfterMs,
       onError: onError('webhook delivery'),
+      metrics,
     });
     const webhooks = webhookDelivery;
     const fanOut = new WorkerLoop(() => webhooks.fanOut(), {

@@ -4,6 +4,8 @@ export interface PipelineMetrics {
   sendOutcome(provider: string, outcome: 'sent' | 'retry' | 'fail' | 'failover', count: number): void;
   statusChanged(status: string, count: number): void;
   carrierEventsReceived(provider: string, count: number): void;
+  /** One outbound webhook request answered (or failed) and what became of its delivery. */
+  webhookAttempt(result: 'delivered' | 'retry' | 'failed', latencyMs: number): void;
 }
 
 export const noMetrics: PipelineMetrics = {
@@ -11,4 +13,5 @@ export const noMetrics: PipelineMetrics = {
   sendOutcome: () => undefined,
   statusChanged: () => undefined,
   carrierEventsReceived: () => undefined,
+  webhookAttempt: () => undefined,
 };

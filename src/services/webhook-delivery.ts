@@ -11,6 +11,7 @@
 import { standardWebhookHeaders, webhookBody, webhookEventId } from '../domain/standard-webhooks.ts';
 import { classifyAttempt, nextAttemptAt, parseRetryAfter, type WebhookRetryPolicy } from '../domain/webhook-retry.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { PipelineMetrics } from '../ports/metrics.ts';
 import type { SecretBox } from '../ports/secrets.ts';
 import type { MessageRecord } from '../ports/store.ts';
 import type {
@@ -38,6 +39,8 @@ export interface WebhookDeliveryOptions {
   /** Events per fan-out transaction. */
   fanOutBatch?: number;
   onError?: (err: unknown) => void;
+  /** Told of every attempt (Prometheus: `omni_webhook_attempts_total`, `omni_webhook_attempt_duration_seconds`). */
+  metrics?: PipelineMetrics;
 }
 
 const ERROR_TYPES = new Set(['message.failed', 'message.undelivered', 'message.suppressed', 'message.canceled']);
@@ -214,6 +217,7 @@ export class WebhookDelivery {
         result: retryAt === null ? { kind: 'failed' } : { kind: 'retry', nextAttemptAt: retryAt },
       };
     }
+    this.opts.metrics?.webhookAttempt(outcome.result.kind, outcome.attempt.latencyMs);
     this.results.push(outcome);
     this.scheduleFlush();
   }

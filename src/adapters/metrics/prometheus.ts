@@ -38,6 +38,18 @@ export function createPrometheus(gauges: {
     labelNames: ['provider'],
     registers: [registry],
   });
+  const webhookAttempts = new Counter({
+    name: 'omni_webhook_attempts_total',
+    help: 'Outbound webhook requests by what became of the delivery (delivered, retry later, failed for good)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const webhookLatency = new Histogram({
+    name: 'omni_webhook_attempt_duration_seconds',
+    help: 'Outbound webhook request duration, until the answer or the error',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
   const http = new Histogram({
     name: 'omni_http_request_duration_seconds',
     help: 'HTTP request duration',
@@ -72,6 +84,10 @@ export function createPrometheus(gauges: {
       sendOutcome: (provider, outcome, n) => outcomes.inc({ provider, outcome }, n),
       statusChanged: (status, n) => statuses.inc({ status }, n),
       carrierEventsReceived: (provider, n) => events.inc({ provider }, n),
+      webhookAttempt: (result, latencyMs) => {
+        webhookAttempts.inc({ result });
+        webhookLatency.observe(latencyMs / 1000);
+      },
     },
     observeRequest: (route, method, status, seconds) =>
       http.observe({ route, method, status: String(status) }, seconds),
