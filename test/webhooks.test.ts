@@ -314,6 +314,50 @@ describe.each(backends)('webhooks on $name', (backend) => {
     expect(backwards.body.error).toMatchObject({ code: 'invalid_time_range', field: 'to' });
   });
 
+  it('tells of consent stated through the API, without its evidence; a channel filter passes changes for every channel', async () => {
+    const { path } = await subscribe('consent', {
+      eventTypes: ['contact.consent_changed'],
+      filter: { channels: ['sms'] },
+    });
+    const contact = await s.api('POST', '/v1/contacts', { phones: ['+12025550177'] });
+    expect(contact.status, JSON.stringify(contact.body)).toBe(201);
+    const state = async (body: Record<string, unknown>) => {
+      const r = await s.api('POST', `/v1/contacts/${contact.body.id}/consent`, body);
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+    };
+    const before = Date.now();
+    await state({ channel: 'sms', purpose: 'marketing', status: 'opted_out', evidence: { ip: '203.0.113.9' } });
+    await state({ channel: 'email', purpose: 'marketing', status: 'opted_in' });
+    await state({ channel: '*', purpose: '*', status: 'opted_in', source: 'import' });
+    await eventually(async () => receiver.at(path).length >= 2);
+    await new Promise((r) => setTimeout(r, 300));
+    const got = receiver.at(path);
+    expect(got.map((r) => r.type)).toEqual(['contact.consent_changed', 'contact.consent_changed']);
+    expect(got.map((r) => r.data)).toEqual([
+      {
+        contactId: contact.body.id,
+        channel: 'sms',
+        purpose: 'marketing',
+        sender: null,
+        status: 'opted_out',
+        source: 'api',
+        at: expect.any(String),
+      },
+      {
+        contactId: contact.body.id,
+        channel: null,
+        purpose: null,
+        sender: null,
+        status: 'opted_in',
+        source: 'import',
+        at: expect.any(String),
+      },
+    ]);
+    const at = Date.parse(got[0]?.data.at as string);
+    expect(at).toBeGreaterThanOrEqual(before - 1000);
+    expect(at).toBeLessThanOrEqual(Date.now());
+  });
+
   it('signs with both secrets while a rotated-out one overlaps, then with the new one alone', async () => {
     const { path, id, secret: old } = await subscribe('rotation');
     const rotated = await s.api('POST', `/v1/webhook-endpoints/${id}/rotate-secret`, { overlapSeconds: 3600 });

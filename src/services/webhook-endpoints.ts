@@ -37,6 +37,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'message.inbound',
   'contact.opted_out',
   'contact.opted_in',
+  'contact.consent_changed',
   'endpoint.disabled',
 ] as const;
 /** Sent to one endpoint on request (`POST /v1/webhook-endpoints/{id}/test`); not subscribable. */

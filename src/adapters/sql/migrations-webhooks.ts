@@ -74,6 +74,47 @@ CREATE TRIGGER webhook_events_from_history AFTER INSERT ON message_history
 REFERENCING NEW TABLE AS inserted_history
 FOR EACH STATEMENT EXECUTE FUNCTION webhook_events_from_history()`;
 
+/**
+ * The payload of a `contact.consent_changed` event, built in SQL from a `consent_audit` row: `*` (every channel,
+ * purpose or sender) is null, so a channel filter lets a change for every channel through. The evidence stays out
+ * (erasing a contact clears it from the audit trail, not from events already sent).
+ */
+const consentPayload = (a: string, json: 'json_object' | 'json_build_object', at: string) =>
+  `${json}('contactId', ${a}.contact_id, 'channel', NULLIF(${a}.channel, '*'), 'purpose', NULLIF(${a}.purpose, '*'),
+    'sender', NULLIF(${a}.sender, '*'), 'status', ${a}.status, 'source', ${a}.source, 'at', ${at})`;
+
+const sqliteConsentTrigger = `
+CREATE TRIGGER webhook_events_from_consent AFTER INSERT ON consent_audit
+WHEN NEW.source <> 'inbound_keyword'
+  AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.org_id = NEW.org_id AND ${ACTIVE_ENDPOINT_E})
+BEGIN
+  INSERT INTO webhook_events (org_id, type, message_id, payload, at)
+  VALUES (NEW.org_id, 'contact.consent_changed', NULL,
+    ${consentPayload('NEW', 'json_object', "strftime('%Y-%m-%dT%H:%M:%fZ', NEW.at / 1000.0, 'unixepoch')")}, NEW.at);
+END`;
+
+const pgConsentFunction = `
+CREATE FUNCTION webhook_events_from_consent() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM webhook_endpoints WHERE ${ACTIVE_ENDPOINT}) THEN
+    INSERT INTO webhook_events (org_id, type, message_id, payload, at)
+    SELECT a.org_id, 'contact.consent_changed', NULL,
+      ${consentPayload('a', 'json_build_object', `to_char(to_timestamp(a.at / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`)}::text,
+      a.at
+    FROM inserted_consents a
+    WHERE a.source <> 'inbound_keyword'
+      AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.org_id = a.org_id AND ${ACTIVE_ENDPOINT_E})
+    ORDER BY a.at, a.id;
+  END IF;
+  RETURN NULL;
+END
+$$`;
+
+const pgConsentTrigger = `
+CREATE TRIGGER webhook_events_from_consent AFTER INSERT ON consent_audit
+REFERENCING NEW TABLE AS inserted_consents
+FOR EACH STATEMENT EXECUTE FUNCTION webhook_events_from_consent()`;
+
 export const webhookMigrations: Record<string, Migration> = {
   '0005_webhooks': {
     async up(db: Kysely<unknown>) {
@@ -195,6 +236,19 @@ export const webhookMigrations: Record<string, Migration> = {
         await sql.raw(pgTrigger).execute(db);
       } else {
         await sql.raw(sqliteTrigger).execute(db);
+      }
+    },
+  },
+  // Consent stated through the API, an import or a journey becomes a `contact.consent_changed` event in the
+  // transaction that records it (keywords already give `contact.opted_out` / `contact.opted_in`). Runs after the
+  // contacts migration (names sort).
+  '0012_consent_events': {
+    async up(db: Kysely<unknown>) {
+      if (dialectOf(db) === 'postgres') {
+        await sql.raw(pgConsentFunction).execute(db);
+        await sql.raw(pgConsentTrigger).execute(db);
+      } else {
+        await sql.raw(sqliteConsentTrigger).execute(db);
       }
     },
   },
