@@ -129,6 +129,17 @@ export class Engagement {
     if (updates.length > 0) await this.runner.onMessageStatuses(updates, at);
   }
 
+  /** Push subscriptions the push service said are gone: their contacts forget them. */
+  async pushSubscriptionsGone(gone: readonly { orgId: string; endpoint: string }[]): Promise<void> {
+    const seen = new Set<string>();
+    for (const g of gone) {
+      const key = `${g.orgId}\u0000${g.endpoint}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      await this.contacts.forgetPushSubscription(g.orgId, g.endpoint);
+    }
+  }
+
   private async inbound(orgId: string, e: Extract<CarrierEvent, { kind: 'inbound' }>): Promise<void> {
     const outcome = await this.compliance.handleInbound({
       orgId,

@@ -136,6 +136,7 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
       limiter,
       policy: engagement.policy,
       onOutcomes: (updates, at) => engagement.outcomes(updates, at),
+      onPushSubscriptionsGone: (gone) => engagement.pushSubscriptionsGone(gone),
     });
     // Outbound webhooks: the fan-out turns the events that status changes wrote into deliveries; it is woken when the
     // send and events workers changed messages (and polls for changes made elsewhere).

@@ -62,6 +62,12 @@ export interface ChannelOptions {
   print?: { to: PostalAddress; from?: PostalAddress; color?: boolean; doubleSided?: boolean };
 }
 
+/**
+ * The error code of a push send the push service refused because the subscription no longer exists (404/410):
+ * the product forgets that subscription, so nothing is addressed to it again.
+ */
+export const PUSH_SUBSCRIPTION_GONE = 'push_subscription_gone';
+
 export type SendResult =
   | { ok: true; providerMessageId: string; cost?: number | null }
   | { ok: false; retryable: boolean; error: MessageError; retryAfterMs?: number };

@@ -8,7 +8,13 @@ import type { Channel } from '../domain/channels.ts';
 import type { MessageError, MessageStatus } from '../domain/message-status.ts';
 import { backoffDelay, hasAttemptsLeft, type RetryPolicy } from '../domain/retry-policy.ts';
 import { isSegmentedChannel, segmentSms, smsCost } from '../domain/sms-encoding.ts';
-import type { Carrier, SenderRecord, SendRequest, SendResult } from '../ports/carrier.ts';
+import {
+  type Carrier,
+  PUSH_SUBSCRIPTION_GONE,
+  type SenderRecord,
+  type SendRequest,
+  type SendResult,
+} from '../ports/carrier.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { PipelineMetrics } from '../ports/metrics.ts';
 import type { Job, JobQueue, NewJob } from '../ports/queue.ts';
@@ -31,6 +37,8 @@ export interface DispatchOptions {
   policy?: SendPolicy;
   /** Told of the statuses this worker set (sent, failed, suppressed), after they are stored (journeys wait on them). */
   onOutcomes?: (updates: { messageId: string; status: MessageStatus }[], at: number) => Promise<void>;
+  /** Told of push subscriptions the push service said are gone, after the batch is done (contacts forget them). */
+  onPushSubscriptionsGone?: (gone: { orgId: string; endpoint: string }[]) => Promise<void>;
 }
 
 /** A sender's rate limit in messages per second, when it has one. */
@@ -80,6 +88,7 @@ export class DispatchMessages {
       deadLetters: [],
       affinity: [],
       sentMessages: [],
+      goneSubscriptions: [],
     };
     const work: Work[] = [];
     const policy = this.opts.policy ?? ALLOW_ALL;
@@ -199,6 +208,8 @@ export class DispatchMessages {
                 provider: sender.provider,
               });
               batch.done.add(it.w.job.id);
+              if (r.error.code === PUSH_SUBSCRIPTION_GONE && m.channel === 'push')
+                batch.goneSubscriptions.push({ orgId: m.orgId, endpoint: m.to });
               counts.fail++;
             }
           });
@@ -237,6 +248,8 @@ export class DispatchMessages {
     }
     for (const job of jobs) if (isSharedSendJob(job)) batch.done.add(job.id);
     await this.queue.ack([...batch.done]);
+    // Last and best effort: should this be lost, the next send to the subscription fails the same way.
+    if (batch.goneSubscriptions.length > 0) await this.opts.onPushSubscriptionsGone?.(batch.goneSubscriptions);
     return jobs.length;
   }
 
@@ -395,6 +408,7 @@ interface Batch {
   deadLetters: { job: Job; messageId: string; error: MessageError }[];
   affinity: { orgId: string; channel: Channel; recipient: string; senderId: string }[];
   sentMessages: MessageRecord[];
+  goneSubscriptions: { orgId: string; endpoint: string }[];
 }
 
 /**

@@ -65,6 +65,22 @@ describe('create and read', () => {
     expect(resolved).toEqual({ contactId: r.body.id, to: sub.endpoint, data: { keys: sub.keys } });
   });
 
+  it('forgets a push subscription the push service said is gone, keeping the others', async () => {
+    const keys = { p256dh: 'BP-key', auth: 'auth-secret' };
+    const gone = { endpoint: 'https://push.example.com/send/gone1', keys };
+    const kept = { endpoint: 'https://push.example.com/send/kept1', keys };
+    const r = await t.call('POST', '/v1/contacts', { phones: ['+12025550111'], pushSubscriptions: [gone, kept] });
+    expect(await t.contacts.forgetPushSubscription(ORG, gone.endpoint)).toBe(true);
+    const after = await t.call('GET', `/v1/contacts/${r.body.id}`);
+    expect(after.body.pushSubscriptions).toEqual([kept]);
+    expect(after.body.phones).toEqual(['+12025550111']);
+    expect((await t.contacts.get(ORG, r.body.id)).version).toBe(2);
+    // Gone already, held by nobody, or in another organization: nothing to do.
+    expect(await t.contacts.forgetPushSubscription(ORG, gone.endpoint)).toBe(false);
+    expect(await t.contacts.forgetPushSubscription(OTHER_ORG, kept.endpoint)).toBe(false);
+    expect((await t.call('GET', `/v1/contacts/${r.body.id}`)).body.pushSubscriptions).toEqual([kept]);
+  });
+
   it.each([
     [{ phones: ['12345'] }, 400, 'invalid_phone_number', 'phones[0]'],
     [{ phones: ['+12025550100', 'nope'] }, 400, 'invalid_phone_number', 'phones[1]'],

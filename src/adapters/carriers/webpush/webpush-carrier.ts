@@ -19,14 +19,15 @@ import { createECDH, randomBytes } from 'node:crypto';
 import { type Dispatcher, Pool } from 'undici';
 import webpush from 'web-push';
 import { AuthenticationError } from '../../../domain/errors.ts';
-import type {
-  Carrier,
-  CarrierEvent,
-  ProviderDefinition,
-  SenderRecord,
-  SendRequest,
-  SendResult,
-  WebhookRequest,
+import {
+  type Carrier,
+  type CarrierEvent,
+  type ProviderDefinition,
+  PUSH_SUBSCRIPTION_GONE,
+  type SenderRecord,
+  type SendRequest,
+  type SendResult,
+  type WebhookRequest,
 } from '../../../ports/carrier.ts';
 import type { Clock } from '../../../ports/clock.ts';
 import { systemClock } from '../../clock/system-clock.ts';
@@ -101,13 +102,13 @@ export const WEBPUSH_STATUS_CODES: Readonly<Record<number, PushStatusRule>> = {
     source: 'RFC 8292 §4.2',
   },
   404: {
-    code: 'push_subscription_gone',
+    code: PUSH_SUBSCRIPTION_GONE,
     retryable: false,
     meaning: 'the subscription does not exist or has expired',
     source: 'RFC 8030 §7.3',
   },
   410: {
-    code: 'push_subscription_gone',
+    code: PUSH_SUBSCRIPTION_GONE,
     retryable: false,
     meaning: 'the user agent unsubscribed; the subscription will never accept messages again',
     source: 'RFC 8030 §7.3; FCM, Mozilla autopush and Apple answer 410 Gone for unsubscribed endpoints',
@@ -171,7 +172,7 @@ export function pushFailure(status: number, retryAfterMs: number | undefined, de
   const suffix = detail.length > 0 ? `: ${detail}` : '';
   let message: string;
   switch (rule.code) {
-    case 'push_subscription_gone':
+    case PUSH_SUBSCRIPTION_GONE:
       message =
         `push subscription is gone (HTTP ${status}): the user agent unsubscribed or the subscription expired; ` +
         `the subscription will be revoked and must not be sent to again${suffix}`;
