@@ -8,8 +8,8 @@ export interface Config {
   /** PostgreSQL URL: the scale-out store (and job outbox); unset = embedded SQLite. */
   databaseUrl: string | undefined;
   databasePoolSize: number;
-  /** Carriers may fetch message URLs (email attachments) from loopback and private networks. */
-  allowPrivateMedia: boolean;
+  /** URLs taken from messages (email attachments, Web Push endpoints) may point at loopback and private networks. */
+  allowPrivateUrls: boolean;
   /** PostgreSQL schema to use (created when missing); unset = the server's search_path. */
   databaseSchema: string | undefined;
   /** Redis URL: with it, workers take jobs from BullMQ (relayed from the database outbox) and events cross processes. */
@@ -87,7 +87,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     // → 4,080–4,590).
     databasePoolSize: int(env, 'OMNI_DATABASE_POOL', 3, 1),
     databaseSchema: schemaName(env.OMNI_DATABASE_SCHEMA),
-    allowPrivateMedia: bool(env, 'OMNI_MEDIA_ALLOW_PRIVATE', false),
+    allowPrivateUrls: bool(env, 'OMNI_MESSAGE_URLS_ALLOW_PRIVATE', false),
     redisUrl: env.OMNI_REDIS_URL || undefined,
     redisPrefix: env.OMNI_REDIS_PREFIX || 'omni',
     sweepGraceMs: int(env, 'OMNI_SWEEP_GRACE_MS', 60_000, 1000),

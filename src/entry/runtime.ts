@@ -97,7 +97,7 @@ export async function startRuntime(config: Config, mode: Mode = 'all', clock: Cl
     providers,
     (sender) => `${publicUrl}/webhooks/${sender.provider}/${sender.id}`,
     clock,
-    { allowPrivateMedia: config.allowPrivateMedia },
+    { allowPrivateUrls: config.allowPrivateUrls },
   );
   const routing = new SenderRouting(store, registry, clock);
   const templates = new Templates(store, clock);

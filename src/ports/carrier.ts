@@ -161,10 +161,10 @@ export interface CarrierContext {
   /** Where the provider posts this sender's callbacks. */
   webhookUrl: string;
   /**
-   * A carrier that fetches the URLs of a message itself (email attachments) may reach loopback and private
-   * networks (development, tests, trusted networks). Default: refused, like outbound webhooks.
+   * URLs taken from messages (email attachments the carrier fetches, Web Push endpoints it posts to) may point at
+   * loopback and private networks (development, tests, trusted networks). Default: refused, like outbound webhooks.
    */
-  allowPrivateMedia?: boolean;
+  allowPrivateUrls?: boolean;
 }
 
 /** Builds a Carrier for a sender; the composition root registers one factory per provider. */

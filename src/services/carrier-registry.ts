@@ -14,8 +14,8 @@ import type { MessageStore, StoredSender } from '../ports/store.ts';
 export interface RegistryOptions {
   /** How long a sender list read from the store is trusted. */
   cacheMs?: number;
-  /** Carriers may fetch a message's URLs (email attachments) from private addresses (OMNI_MEDIA_ALLOW_PRIVATE). */
-  allowPrivateMedia?: boolean;
+  /** URLs taken from messages may point at private addresses (OMNI_MESSAGE_URLS_ALLOW_PRIVATE). */
+  allowPrivateUrls?: boolean;
 }
 
 interface Cached<T> {
@@ -29,7 +29,7 @@ export class CarrierRegistry {
   private readonly byId = new Map<string, Cached<StoredSender | undefined>>();
   private readonly accountKeys = new Map<string, string>();
   private readonly cacheMs: number;
-  private readonly allowPrivateMedia: boolean;
+  private readonly allowPrivateUrls: boolean;
 
   constructor(
     private readonly store: MessageStore,
@@ -40,7 +40,7 @@ export class CarrierRegistry {
     opts: RegistryOptions = {},
   ) {
     this.cacheMs = opts.cacheMs ?? 5000;
-    this.allowPrivateMedia = opts.allowPrivateMedia ?? false;
+    this.allowPrivateUrls = opts.allowPrivateUrls ?? false;
   }
 
   webhookUrl(sender: { id: string; provider: string }): string {
@@ -90,7 +90,7 @@ export class CarrierRegistry {
       throw new NotFoundError('provider_not_supported', `no carrier adapter for provider '${sender.provider}'`);
     const carrier = definition.create(sender, {
       webhookUrl: this.webhookUrlOf(sender),
-      allowPrivateMedia: this.allowPrivateMedia,
+      allowPrivateUrls: this.allowPrivateUrls,
     });
     if (known) void known.carrier.close?.();
     this.carriers.set(sender.id, { version: sender.updatedAt, carrier });

@@ -9,6 +9,7 @@ import type { Channel } from '../../src/domain/channels.ts';
 import { AuthenticationError, ForbiddenError } from '../../src/domain/errors.ts';
 import type {
   Carrier,
+  CarrierContext,
   CarrierEvent,
   ChannelOptions,
   SenderRecord,
@@ -57,7 +58,7 @@ export interface CarrierContractSubject {
   /** False for providers without status callbacks (then receipts are not checked). */
   callbacks?: boolean;
   startEmulator(webhookUrl: string): Promise<CarrierEmulator>;
-  createCarrier(sender: SenderRecord, ctx: { webhookUrl: string }): Carrier;
+  createCarrier(sender: SenderRecord, ctx: CarrierContext): Carrier;
   /**
    * How to make the provider unreachable for the "cannot be reached" test: config overrides and/or a `to`
    * (default: every http(s) URL in the sender config points at a closed port).
@@ -93,7 +94,8 @@ export function carrierContract(subject: CarrierContractSubject): void {
         from: subject.from,
         priority: 0,
       };
-      carrier = subject.createCarrier(sender, { webhookUrl });
+      // The emulators listen on this machine: private addresses allowed.
+      carrier = subject.createCarrier(sender, { webhookUrl, allowPrivateUrls: true });
     });
 
     afterEach(() => {
@@ -210,7 +212,7 @@ export function carrierContract(subject: CarrierContractSubject): void {
         from: subject.from,
         priority: 0,
       };
-      const down = subject.createCarrier(sender, { webhookUrl });
+      const down = subject.createCarrier(sender, { webhookUrl, allowPrivateUrls: true });
       try {
         const [result] = await down.send([request(subject.unreachable?.to ?? subject.destinations.delivered)]);
         expect(result).toMatchObject({ ok: false, retryable: true });

@@ -289,7 +289,7 @@ describe('smtp carrier against the emulator', () => {
     // The attachments come from a server on this machine: private addresses allowed (the guard has its own test).
     carrier = createSmtpCarrier(senderWith(emulator.senderConfig), {
       webhookUrl: receiver.url + WEBHOOK_PATH,
-      allowPrivateMedia: true,
+      allowPrivateUrls: true,
     });
     media = createServer((req, res) => {
       if (req.url === '/files/logo.png') res.writeHead(200, { 'content-type': 'image/png' }).end(logo);

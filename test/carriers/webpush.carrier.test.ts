@@ -158,6 +158,7 @@ describe('webpush adapter against the push-service emulator', () => {
       rules[id] = emulator.createSubscription(id);
     }
     carrier = createWebPushCarrier(sender(emulator.senderConfig), {
+      allowPrivateUrls: true,
       webhookUrl: 'https://omni.example/webhooks/webpush/snd_push',
     });
   });
@@ -219,6 +220,7 @@ describe('webpush adapter against the push-service emulator', () => {
 
   it('uses the sender default TTL when the message sets none', async () => {
     const withTtl = createWebPushCarrier(sender({ ...emulator.senderConfig, defaultTtlSeconds: 3600 }), {
+      allowPrivateUrls: true,
       webhookUrl: 'https://omni.example/w',
     });
     try {
@@ -254,6 +256,27 @@ describe('webpush adapter against the push-service emulator', () => {
       expect(failure.error.code).toBe('push_subscription_gone');
       expect(failure.error.class).toBe('PermanentError');
       expect(failure.error.message).toMatch(/revoked/);
+    }
+  });
+
+  it('sends nothing to a loopback, private or link-local endpoint unless private addresses are allowed (SSRF)', async () => {
+    const guarded = createWebPushCarrier(sender(emulator.senderConfig), { webhookUrl: 'https://omni.example/w' });
+    try {
+      const before = emulator.requests.length;
+      const port = new URL(emulator.endpoint('device-1')).port;
+      for (const to of [
+        emulator.endpoint('device-1'),
+        `http://localhost:${port}/push/device-1`,
+        'http://169.254.169.254/latest/meta-data',
+        'http://10.0.0.7/push/x',
+      ]) {
+        const failure = failureOf((await guarded.send([pushRequest(to, ok.keys)]))[0]);
+        expect(failure, to).toMatchObject({ retryable: false, error: { code: 'push_endpoint_refused' } });
+        expect(failure.error.message).toMatch(/OMNI_MESSAGE_URLS_ALLOW_PRIVATE/);
+      }
+      expect(emulator.requests.length).toBe(before);
+    } finally {
+      await guarded.close?.();
     }
   });
 
@@ -314,6 +337,7 @@ describe('webpush adapter against the push-service emulator', () => {
   it('refuses bad endpoints, options and oversized payloads without contacting the push service', async () => {
     const before = emulator.requests.length;
     const strict = createWebPushCarrier(sender({ ...emulator.senderConfig, allowInsecureEndpoints: false }), {
+      allowPrivateUrls: true,
       webhookUrl: 'https://omni.example/w',
     });
     try {
@@ -378,7 +402,7 @@ describe('webpush adapter against the push-service emulator', () => {
   it('an expired VAPID token is refused by the push service (401) and mapped to a permanent failure', async () => {
     const skewed = createWebPushCarrier(
       sender(emulator.senderConfig),
-      { webhookUrl: 'https://omni.example/w' },
+      { allowPrivateUrls: true, webhookUrl: 'https://omni.example/w' },
       { now: () => Date.now() - 13 * 60 * 60 * 1000 },
     );
     try {
@@ -409,7 +433,10 @@ describe('push-service emulator refuses what the specifications do not allow', (
   beforeAll(async () => {
     emulator = await PushServiceEmulator.start();
     sub = emulator.createSubscription('strict-1');
-    const carrier = createWebPushCarrier(sender(emulator.senderConfig), { webhookUrl: 'https://omni.example/w' });
+    const carrier = createWebPushCarrier(sender(emulator.senderConfig), {
+      allowPrivateUrls: true,
+      webhookUrl: 'https://omni.example/w',
+    });
     await carrier.send([pushRequest(sub.endpoint, sub.keys)]);
     await carrier.close?.();
     authorization = emulator.received[0]?.authorization as string;
@@ -521,7 +548,10 @@ describe('RFC 8291 known answer: the emulator decrypts the RFC example message',
     const emulator = await PushServiceEmulator.start();
     const sub = emulator.registerSubscription('rfc', rfcUa);
     expect(sub.keys).toEqual(subscriptionFixture.keys);
-    const carrier = createWebPushCarrier(sender(emulator.senderConfig), { webhookUrl: 'https://omni.example/w' });
+    const carrier = createWebPushCarrier(sender(emulator.senderConfig), {
+      allowPrivateUrls: true,
+      webhookUrl: 'https://omni.example/w',
+    });
     try {
       const [result] = await carrier.send([
         pushRequest(sub.endpoint, subscriptionFixture.keys, { body: RFC8291.plaintext }),
@@ -571,7 +601,10 @@ describe('RFC 8292 known answer: the emulator verifies the RFC example VAPID tok
   it("the adapter's token verifies the same way", async () => {
     const emulator = await PushServiceEmulator.start();
     const sub = emulator.createSubscription('vapid-1');
-    const carrier = createWebPushCarrier(sender(emulator.senderConfig), { webhookUrl: 'https://omni.example/w' });
+    const carrier = createWebPushCarrier(sender(emulator.senderConfig), {
+      allowPrivateUrls: true,
+      webhookUrl: 'https://omni.example/w',
+    });
     try {
       await carrier.send([pushRequest(sub.endpoint, sub.keys)]);
       const auth = emulator.received[0]?.authorization as string;
@@ -642,7 +675,7 @@ describe('webpush sender config', () => {
 
   function configError(config: Record<string, unknown>): ValidationError {
     try {
-      createWebPushCarrier(sender(config), { webhookUrl: 'https://omni.example/w' });
+      createWebPushCarrier(sender(config), { allowPrivateUrls: true, webhookUrl: 'https://omni.example/w' });
     } catch (err) {
       expect(err).toBeInstanceOf(ValidationError);
       return err as ValidationError;
@@ -658,6 +691,7 @@ describe('webpush sender config', () => {
 
   it('accepts a valid config', async () => {
     const carrier = createWebPushCarrier(sender({ ...valid(), subject: 'https://omni.example/contact' }), {
+      allowPrivateUrls: true,
       webhookUrl: 'https://omni.example/w',
     });
     expect(carrier.provider).toBe('webpush');
@@ -698,6 +732,7 @@ describe('webpush sender config', () => {
     const emulator = await PushServiceEmulator.start();
     const sub = emulator.createSubscription('cost-1');
     const carrier = createWebPushCarrier(sender({ ...emulator.senderConfig, costPerMessage: 0.0001 }), {
+      allowPrivateUrls: true,
       webhookUrl: 'https://omni.example/w',
     });
     try {

@@ -44,7 +44,7 @@ export interface CarrierHttpResponse {
 }
 
 /** What came of a request: the answer, or why there was none. */
-export type CarrierHttpAnswer = CarrierHttpResponse | { ok: false; reason: string };
+export type CarrierHttpAnswer = CarrierHttpResponse | { ok: false; reason: string; error: unknown };
 
 /**
  * Sends one request through `pool`, waiting at most `timeoutMs` for the headers, for the body and overall, and reads
@@ -67,7 +67,7 @@ export async function requestText(
     const text = await readBody(res);
     return { ok: true, status: res.statusCode, headers: res.headers, text };
   } catch (err) {
-    return { ok: false, reason: errorReason(err) };
+    return { ok: false, reason: errorReason(err), error: err };
   }
 }
 

@@ -84,26 +84,40 @@ export interface GuardedAgentOptions {
  * `guardedLookup`, and literal addresses, which never go through a lookup, checked at connect time as well.
  */
 export function guardedAgent(opts: GuardedAgentOptions): Agent {
-  const purpose = opts.purpose ?? WEBHOOK_GUARD;
-  const connect = buildConnector({
-    ...(opts.connectTimeoutMs !== undefined ? { timeout: opts.connectTimeoutMs } : {}),
-    ...(opts.allowPrivate ? {} : { lookup: guardedLookupFor(purpose) }),
-  });
   return new Agent({
     connections: opts.connections ?? 16,
     keepAliveTimeout: 10_000,
     ...(opts.headersTimeout !== undefined ? { headersTimeout: opts.headersTimeout } : {}),
     ...(opts.bodyTimeout !== undefined ? { bodyTimeout: opts.bodyTimeout } : {}),
-    connect: (options, callback) => {
-      const host = options.hostname.replace(/^\[(.*)\]$/, '$1');
-      const range = opts.allowPrivate || isIP(host) === 0 ? undefined : refusedRange(host);
-      if (range) {
-        callback(new RefusedAddressError(host, host, range, purpose), null);
-        return;
-      }
-      connect(options, callback);
-    },
+    connect: guardedConnector(opts),
   });
+}
+
+/** The `connect` of an undici Agent or Pool that reaches only public unicast addresses (unless `allowPrivate`). */
+export function guardedConnector(
+  opts: Pick<GuardedAgentOptions, 'allowPrivate' | 'purpose' | 'connectTimeoutMs'>,
+): buildConnector.connector {
+  const purpose = opts.purpose ?? WEBHOOK_GUARD;
+  const connect = buildConnector({
+    ...(opts.connectTimeoutMs !== undefined ? { timeout: opts.connectTimeoutMs } : {}),
+    ...(opts.allowPrivate ? {} : { lookup: guardedLookupFor(purpose) }),
+  });
+  return (options, callback) => {
+    const host = options.hostname.replace(/^\[(.*)\]$/, '$1');
+    const range = opts.allowPrivate || isIP(host) === 0 ? undefined : refusedRange(host);
+    if (range) {
+      callback(new RefusedAddressError(host, host, range, purpose), null);
+      return;
+    }
+    connect(options, callback);
+  };
+}
+
+/** The RefusedAddressError behind a failed request (undici may wrap it), if that is why it failed. */
+export function refusalOf(err: unknown): RefusedAddressError | undefined {
+  if (err instanceof RefusedAddressError) return err;
+  const cause = (err as { cause?: unknown } | null)?.cause;
+  return cause instanceof RefusedAddressError ? cause : undefined;
 }
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;

@@ -46,7 +46,7 @@ describe('AttachmentFetcher', () => {
       }
       const r = await guarded.fetch(`http://10.1.2.3:${port}/x`, new Map());
       expect(r.ok ? '' : r.failure.ok ? '' : r.failure.error.message).toMatch(
-        /private address.*OMNI_MEDIA_ALLOW_PRIVATE/,
+        /private address.*OMNI_MESSAGE_URLS_ALLOW_PRIVATE/,
       );
       expect(hits.get('/logo.png') ?? 0).toBe(0);
     } finally {

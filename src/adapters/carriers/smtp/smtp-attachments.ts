@@ -1,24 +1,19 @@
 /**
  * An email's attachments come from http(s) URLs (`options.mediaUrls`), which the worker fetches itself. Those URLs
  * are the API caller's, so they go through the SSRF guard of outbound webhooks (../../webhooks/address-guard.ts)
- * unless the operator allows private addresses (OMNI_MEDIA_ALLOW_PRIVATE=true): otherwise anyone with an API key
+ * unless the operator allows private addresses (OMNI_MESSAGE_URLS_ALLOW_PRIVATE=true): otherwise anyone with an API key
  * could have a worker read the cloud metadata service or an internal admin page and mail it to themselves.
  * Redirects are followed (a few, each hop through the guard); an attachment's size is capped while it is read.
  * One send call fetches each distinct URL once, however many of its messages attach it.
  */
 import { type Agent, request } from 'undici';
 import type { SendResult } from '../../../ports/carrier.ts';
-import {
-  type GuardPurpose,
-  guardedAgent,
-  RefusedAddressError,
-  refuseAddressLiteral,
-} from '../../webhooks/address-guard.ts';
+import { type GuardPurpose, guardedAgent, refusalOf, refuseAddressLiteral } from '../../webhooks/address-guard.ts';
 import { errorReason, permanentFailure, retryableFailure } from '../carrier-support.ts';
 
 export const ATTACHMENT_GUARD: GuardPurpose = {
   what: 'email attachments may not be fetched from there',
-  setting: 'OMNI_MEDIA_ALLOW_PRIVATE',
+  setting: 'OMNI_MESSAGE_URLS_ALLOW_PRIVATE',
 };
 
 /** The attachments of one message together (what most mail services accept). */
@@ -145,8 +140,8 @@ export class AttachmentFetcher {
         };
       }
     } catch (err) {
-      if (err instanceof RefusedAddressError || (err as { cause?: unknown }).cause instanceof RefusedAddressError) {
-        const refused = err instanceof RefusedAddressError ? err : (err as { cause: RefusedAddressError }).cause;
+      const refused = refusalOf(err);
+      if (refused) {
         return fail(permanentFailure('smtp_attachment_refused', `attachment '${original}': ${refused.message}`));
       }
       return fail(

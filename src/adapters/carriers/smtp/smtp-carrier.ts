@@ -423,7 +423,7 @@ export function createSmtpCarrier(sender: SenderRecord, ctx: CarrierContext, clo
   };
   const transport = nodemailer.createTransport(options);
   const fetcher = new AttachmentFetcher({
-    allowPrivate: ctx.allowPrivateMedia ?? false,
+    allowPrivate: ctx.allowPrivateUrls ?? false,
     timeoutMs: config.sendTimeoutMs,
   });
   const costOf = config.costPerMessage === null ? {} : { cost: config.costPerMessage };

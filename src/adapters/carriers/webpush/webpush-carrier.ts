@@ -21,6 +21,7 @@ import webpush from 'web-push';
 import { AuthenticationError } from '../../../domain/errors.ts';
 import {
   type Carrier,
+  type CarrierContext,
   type CarrierEvent,
   type ProviderDefinition,
   PUSH_SUBSCRIPTION_GONE,
@@ -31,6 +32,14 @@ import {
 } from '../../../ports/carrier.ts';
 import type { Clock } from '../../../ports/clock.ts';
 import { systemClock } from '../../clock/system-clock.ts';
+import {
+  type GuardPurpose,
+  guardedConnector,
+  isAddressLiteral,
+  RefusedAddressError,
+  refusalOf,
+  refusedRange,
+} from '../../webhooks/address-guard.ts';
 import {
   checkRateLimitConfig,
   errorReason,
@@ -334,13 +343,22 @@ async function readLimited(body: Dispatcher.ResponseData['body']): Promise<strin
   return Buffer.concat(chunks).subarray(0, MAX_ERROR_BODY_BYTES).toString('utf8');
 }
 
-export function createWebPushCarrier(
-  sender: SenderRecord,
-  _ctx: { webhookUrl: string },
-  clock: Clock = systemClock,
-): Carrier {
+const PUSH_GUARD: GuardPurpose = {
+  what: 'push messages may not be sent there',
+  setting: 'OMNI_MESSAGE_URLS_ALLOW_PRIVATE',
+};
+
+/** A subscription endpoint on a loopback, private or reserved address: never sent to (permanent). */
+function pushEndpointRefused(err: RefusedAddressError): SendResult {
+  return permanentFailure('push_endpoint_refused', err.message);
+}
+
+export function createWebPushCarrier(sender: SenderRecord, ctx: CarrierContext, clock: Clock = systemClock): Carrier {
   const config = parseConfig(sender.config);
   const pools = new Map<string, Pool>();
+  // Endpoints are the API caller's URLs: public addresses only (SSRF guard), unless the operator allows private ones.
+  const allowPrivate = ctx.allowPrivateUrls ?? false;
+  const connect = guardedConnector({ allowPrivate, purpose: PUSH_GUARD });
   const vapidTokens = new Map<string, { authorization: string; signedAt: number }>();
 
   function poolFor(origin: string): Pool {
@@ -355,7 +373,7 @@ export function createWebPushCarrier(
       pools.delete(oldestOrigin);
       oldest.close().catch(() => undefined);
     }
-    const pool = new Pool(origin, { connections: 16, keepAliveTimeout: 30_000 });
+    const pool = new Pool(origin, { connections: 16, keepAliveTimeout: 30_000, connect });
     pools.set(origin, pool);
     return pool;
   }
@@ -474,6 +492,10 @@ export function createWebPushCarrier(
     const prepared = prepare(r);
     if ('ok' in prepared) return prepared;
     const { url, headers, body } = prepared;
+    if (!allowPrivate && isAddressLiteral(url.hostname)) {
+      const range = refusedRange(url.hostname);
+      if (range) return pushEndpointRefused(new RefusedAddressError(url.hostname, url.hostname, range, PUSH_GUARD));
+    }
     const answer = await requestText(
       poolFor(url.origin),
       { method: 'POST', path: `${url.pathname}${url.search}`, headers, body },
@@ -481,6 +503,8 @@ export function createWebPushCarrier(
       readPushAnswer,
     );
     if (!answer.ok) {
+      const refused = refusalOf(answer.error);
+      if (refused) return pushEndpointRefused(refused);
       return retryableFailure('push_service_unreachable', `push service ${url.origin} unreachable: ${answer.reason}`);
     }
     const status = answer.status;
