@@ -560,19 +560,14 @@ export class Contacts {
    * holding it, so no later message is addressed to it. Nothing happens when no contact holds it any more.
    */
   async forgetPushSubscription(orgId: string, endpoint: string): Promise<boolean> {
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const c = await this.findByAddress(orgId, 'push', endpoint);
-      if (!c || c.erasedAt !== null) return false;
-      const value = canonicalAddress('push', endpoint);
-      const identifiers = c.identifiers.filter((i) => !(i.kind === 'push' && i.value === value));
-      const next = { ...c, identifiers, version: c.version + 1, updatedAt: this.clock.now() };
-      const r = await this.store.updateContact(next, c.version);
-      if (r.ok) {
-        await this.changed(orgId, c.id);
-        return true;
-      }
-    }
-    throw new ConflictError('contact_busy', 'the contact kept changing; retry');
+    const holder = await this.findByAddress(orgId, 'push', endpoint);
+    if (!holder || holder.erasedAt !== null) return false;
+    const value = canonicalAddress('push', endpoint);
+    await this.rewrite(orgId, holder.id, {}, (c) => ({
+      ...c,
+      identifiers: c.identifiers.filter((i) => !(i.kind === 'push' && i.value === value)),
+    }));
+    return true;
   }
 
   /** The contact holding an address, created (with just that address) when there is none: the inbound path. */

@@ -123,34 +123,28 @@ export function refusalOf(err: unknown): RefusedAddressError | undefined {
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
 /** A `lookup` for `net.connect` that refuses names resolving to a refused address (any of them). */
-export function guardedLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
-  guardedLookupFor(WEBHOOK_GUARD)(hostname, options, callback);
-}
+export const guardedLookup = guardedLookupFor(WEBHOOK_GUARD);
 
 function guardedLookupFor(purpose: GuardPurpose) {
   return (hostname: string, options: LookupOptions, callback: LookupCallback): void =>
-    lookupGuarded(hostname, options, callback, purpose);
-}
-
-function lookupGuarded(hostname: string, options: LookupOptions, callback: LookupCallback, purpose: GuardPurpose) {
-  dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
-    if (err) {
-      callback(err, []);
-      return;
-    }
-    for (const a of addresses) {
-      const range = refusedRange(a.address);
-      if (range) {
-        callback(new RefusedAddressError(hostname, a.address, range, purpose), []);
+    dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err) {
+        callback(err, []);
         return;
       }
-    }
-    const first = addresses[0];
-    if (!first) {
-      callback(Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' }), []);
-      return;
-    }
-    if (options.all) callback(null, addresses);
-    else callback(null, first.address, first.family);
-  });
+      for (const a of addresses) {
+        const range = refusedRange(a.address);
+        if (range) {
+          callback(new RefusedAddressError(hostname, a.address, range, purpose), []);
+          return;
+        }
+      }
+      const first = addresses[0];
+      if (!first) {
+        callback(Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' }), []);
+        return;
+      }
+      if (options.all) callback(null, addresses);
+      else callback(null, first.address, first.family);
+    });
 }

@@ -8,7 +8,7 @@
  */
 import { type Agent, request } from 'undici';
 import type { SendResult } from '../../../ports/carrier.ts';
-import { type GuardPurpose, guardedAgent, refusalOf, refuseAddressLiteral } from '../../webhooks/address-guard.ts';
+import { type GuardPurpose, guardedAgent, refusalOf } from '../../webhooks/address-guard.ts';
 import { errorReason, permanentFailure, retryableFailure } from '../carrier-support.ts';
 
 export const ATTACHMENT_GUARD: GuardPurpose = {
@@ -84,7 +84,6 @@ export class AttachmentFetcher {
             permanentFailure('smtp_invalid_attachment', `attachment '${original}' redirects to ${url.protocol}`),
           );
         }
-        if (!this.opts.allowPrivate) refuseAddressLiteral(url, ATTACHMENT_GUARD);
         const res = await request(url, {
           method: 'GET',
           dispatcher: this.agent,

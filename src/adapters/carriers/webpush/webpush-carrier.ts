@@ -35,10 +35,8 @@ import { systemClock } from '../../clock/system-clock.ts';
 import {
   type GuardPurpose,
   guardedConnector,
-  isAddressLiteral,
-  RefusedAddressError,
+  type RefusedAddressError,
   refusalOf,
-  refusedRange,
 } from '../../webhooks/address-guard.ts';
 import {
   checkRateLimitConfig,
@@ -357,8 +355,7 @@ export function createWebPushCarrier(sender: SenderRecord, ctx: CarrierContext, 
   const config = parseConfig(sender.config);
   const pools = new Map<string, Pool>();
   // Endpoints are the API caller's URLs: public addresses only (SSRF guard), unless the operator allows private ones.
-  const allowPrivate = ctx.allowPrivateUrls ?? false;
-  const connect = guardedConnector({ allowPrivate, purpose: PUSH_GUARD });
+  const connect = guardedConnector({ allowPrivate: ctx.allowPrivateUrls ?? false, purpose: PUSH_GUARD });
   const vapidTokens = new Map<string, { authorization: string; signedAt: number }>();
 
   function poolFor(origin: string): Pool {
@@ -492,10 +489,6 @@ export function createWebPushCarrier(sender: SenderRecord, ctx: CarrierContext, 
     const prepared = prepare(r);
     if ('ok' in prepared) return prepared;
     const { url, headers, body } = prepared;
-    if (!allowPrivate && isAddressLiteral(url.hostname)) {
-      const range = refusedRange(url.hostname);
-      if (range) return pushEndpointRefused(new RefusedAddressError(url.hostname, url.hostname, range, PUSH_GUARD));
-    }
     const answer = await requestText(
       poolFor(url.origin),
       { method: 'POST', path: `${url.pathname}${url.search}`, headers, body },
